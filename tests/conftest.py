@@ -1,0 +1,34 @@
+"""Shared fixtures. Nothing here downloads: the tiny model is built from code into a per-session cache."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _vittle_cache(tmp_path_factory):
+    """Point the built-in model/data cache at a session temp dir (unless the caller chose one)."""
+    os.environ.setdefault("VITTLE_CACHE", str(tmp_path_factory.mktemp("vittle-cache")))
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    yield
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir():
+    """Directory of builtin:tiny-llava (built once per session)."""
+    from vittle_cli.model.builtin import resolve_builtin_model
+
+    return resolve_builtin_model("builtin:tiny-llava")
+
+
+@pytest.fixture()
+def tiny_llava(tiny_model_dir):
+    """A fresh (model, processor) pair of builtin:tiny-llava in float32 eval mode, loaded from disk."""
+    from transformers import AutoProcessor, LlavaForConditionalGeneration
+
+    model = LlavaForConditionalGeneration.from_pretrained(tiny_model_dir, dtype="float32").eval()
+    processor = AutoProcessor.from_pretrained(tiny_model_dir)
+    return model, processor
