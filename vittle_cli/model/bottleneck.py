@@ -1,0 +1,258 @@
+"""The Vittle bottleneck in pure torch (shared/METHOD.md §2-§4): posterior networks, priors, Gaussian KL,
+straight-through log-variance clamp, sampling, interpolation and the alpha schedule.
+
+Nothing here knows about Hugging Face; `attach.py` places the module inside a model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from vittle_cli.errors import ModelError
+
+FORMAT_VERSION = 1
+CONFIG_FILE = "vittle_config.json"
+WEIGHTS_FILE = "vittle_bottleneck.safetensors"
+PRIORS = ("F", "L")
+SCHEDULES = ("sigmoid", "linear", "constant")
+
+
+@dataclass
+class VittleConfig:
+    """Hyperparameters of the bottleneck. Field names equal the recipe's `bottleneck` section (minus
+    `enabled`), so `VittleConfig(**recipe.bottleneck.model_dump(exclude={"enabled"}))` works."""
+
+    layer_v: int | None = None  # decoder layer whose output the visual net transforms; None = round(0.75 L)
+    layer_t: int | None = None  # same for the text net
+    beta_v: float = 0.1
+    beta_t: float = 0.1
+    prior: str = "F"  # "F": fixed N(0, I); "L": learnable diagonal Gaussian per modality
+    alpha_end: float = 0.5
+    schedule: str = "sigmoid"
+    sigmoid_k: float = 10.0
+    sigmoid_t0: float = 0.5
+    logvar_clamp: float = 2.3025
+    hidden_size: int | None = None  # filled in by attach_bottleneck
+    format_version: int = FORMAT_VERSION
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.prior not in PRIORS:
+            problems.append(f"prior must be one of {', '.join(PRIORS)}, got {self.prior!r}")
+        if self.schedule not in SCHEDULES:
+            problems.append(f"schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
+        if not 0.0 <= self.alpha_end <= 1.0:
+            problems.append(f"alpha_end must lie in [0, 1], got {self.alpha_end}")
+        if self.logvar_clamp <= 0:
+            problems.append(f"logvar_clamp must be positive, got {self.logvar_clamp}")
+        if self.format_version > FORMAT_VERSION:
+            problems.append(
+                f"format_version {self.format_version} is newer than this vittle understands "
+                f"({FORMAT_VERSION}); upgrade vittle"
+            )
+        if problems:
+            raise ModelError("invalid bottleneck config: " + "; ".join(problems))
+
+    def to_json(self) -> str:
+        """The config as the JSON text of vittle_config.json."""
+        return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str) -> VittleConfig:
+        """Parse vittle_config.json text.
+
+        Raises:
+            ModelError: the text is not a JSON object of known fields.
+        """
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise ModelError(f"{CONFIG_FILE} is not valid JSON ({err}); re-save the model") from None
+        if not isinstance(data, dict):
+            raise ModelError(f"{CONFIG_FILE} must hold a JSON object; re-save the model")
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ModelError(
+                f"{CONFIG_FILE} has unknown fields {unknown}; it was written by a newer vittle: upgrade vittle"
+            )
+        return cls(**data)
+
+    @classmethod
+    def read(cls, directory: str | Path) -> VittleConfig:
+        """Load `directory/vittle_config.json`."""
+        return cls.from_json((Path(directory) / CONFIG_FILE).read_text())
+
+    def resolve_layers(self, n_layers: int) -> tuple[int, int]:
+        """Non-negative (layer_v, layer_t) for a decoder of `n_layers` layers.
+
+        None means round(0.75 * n_layers) (METHOD.md §2); a negative index counts from the end.
+
+        Raises:
+            ModelError: an index outside the decoder, naming the valid range.
+        """
+        default = min(round(0.75 * n_layers), n_layers - 1)  # literally round(), as METHOD.md §2 writes it
+
+        def resolve(name: str, value: int | None) -> int:
+            if value is None:
+                return default
+            index = value + n_layers if value < 0 else value
+            if not 0 <= index < n_layers:
+                raise ModelError(
+                    f"bottleneck.{name}={value} is out of range for a decoder with {n_layers} layers; "
+                    f"use 0..{n_layers - 1} (or -{n_layers}..-1 from the end)"
+                )
+            return index
+
+        return resolve("layer_v", self.layer_v), resolve("layer_t", self.layer_t)
+
+
+def gaussian_kl(
+    mu: Tensor, logvar: Tensor, prior_mu: Tensor | None = None, prior_logvar: Tensor | None = None
+) -> Tensor:
+    """Elementwise KL( N(mu, exp(logvar)) || prior ) in float32, same shape as `mu` (METHOD.md §4).
+
+    The prior is N(0, I) when `prior_mu`/`prior_logvar` are None, else N(prior_mu, exp(prior_logvar))
+    (broadcast against `mu`). This is the correct form; the released reference code halves the log term.
+    """
+    mu, logvar = mu.float(), logvar.float()
+    if prior_mu is None and prior_logvar is None:
+        return 0.5 * (mu.square() + logvar.exp() - logvar - 1.0)
+    p_mu = torch.zeros_like(mu) if prior_mu is None else prior_mu.float()
+    p_logvar = torch.zeros_like(mu) if prior_logvar is None else prior_logvar.float()
+    return 0.5 * (p_logvar - logvar + (logvar.exp() + (mu - p_mu).square()) / p_logvar.exp() - 1.0)
+
+
+def clamp_logvar_ste(logvar: Tensor, bound: float) -> Tensor:
+    """Clamp the forward value to [-bound, bound] and pass the gradient straight through (as the reference)."""
+    # `logvar - logvar.detach()` is exactly 0 in the forward, so the value is exactly the clamped one.
+    return logvar.clamp(-bound, bound).detach() + (logvar - logvar.detach())
+
+
+def alpha_at(step: int | float, total_steps: int, cfg: VittleConfig) -> float:
+    """Interpolation weight alpha at optimizer step `step` of a run of `total_steps` steps.
+
+    sigmoid: alpha_end * sigmoid(k * (s/T - t0)); linear: alpha_end * min(s/T, 1); constant: alpha_end.
+
+    Raises:
+        ValueError: total_steps < 1 (the caller must pass the real schedule length).
+    """
+    if cfg.schedule == "constant":
+        return float(cfg.alpha_end)
+    if total_steps < 1:
+        raise ValueError(f"total_steps must be >= 1 to schedule alpha, got {total_steps}")
+    progress = float(step) / float(total_steps)
+    if cfg.schedule == "linear":
+        return float(cfg.alpha_end) * min(max(progress, 0.0), 1.0)
+    x = cfg.sigmoid_k * (progress - cfg.sigmoid_t0)
+    return float(cfg.alpha_end) / (1.0 + math.exp(-x))
+
+
+def _posterior_net(d: int) -> nn.Sequential:
+    return nn.Sequential(nn.Linear(d, d), nn.GELU(), nn.Linear(d, 2 * d))
+
+
+class VittleBottleneck(nn.Module):
+    """Per-modality variational bottleneck on a decoder layer's hidden states.
+
+    Train mode: z = mu + sigma * eps, h' = (1 - alpha) h + alpha z, and the per-token KL (float32, mean
+    over hidden dims) is kept in `last_kl_v` / `last_kl_t` (B, T) for `vittle_loss`.
+    Eval mode: h' = (1 - alpha_end) h + alpha_end mu, deterministic, no KL.
+    """
+
+    def __init__(self, config: VittleConfig, hidden_size: int | None = None):
+        super().__init__()
+        d = hidden_size if hidden_size is not None else config.hidden_size
+        if d is None or d < 1:
+            raise ModelError("VittleBottleneck needs hidden_size (the language model's hidden size)")
+        self.config = dataclasses.replace(config, hidden_size=d)
+        self.visual_net = _posterior_net(d)
+        self.text_net = _posterior_net(d)
+        if self.config.prior == "L":
+            # Separate visual and text priors (METHOD.md §4), initialised to N(0, I).
+            self.visual_prior_mu = nn.Parameter(torch.zeros(d))
+            self.visual_prior_logvar = nn.Parameter(torch.zeros(d))
+            self.text_prior_mu = nn.Parameter(torch.zeros(d))
+            self.text_prior_logvar = nn.Parameter(torch.zeros(d))
+        self.alpha: float = 0.0  # set by the trainer from alpha_at(); used in train mode only
+        self.last_kl_v: Tensor | None = None
+        self.last_kl_t: Tensor | None = None
+        self.last_visual_mask: Tensor | None = None
+
+    def reset_stats(self) -> None:
+        """Forget the KL of the previous forward (called at the start of every model forward)."""
+        self.last_kl_v = self.last_kl_t = self.last_visual_mask = None
+
+    def _prior(self, modality: str) -> tuple[Tensor | None, Tensor | None]:
+        if self.config.prior != "L":
+            return None, None
+        mu = getattr(self, f"{modality}_prior_mu")
+        logvar = getattr(self, f"{modality}_prior_logvar")
+        return mu, clamp_logvar_ste(logvar, self.config.logvar_clamp)
+
+    def _transform(self, rows: Tensor, modality: str) -> tuple[Tensor, Tensor | None]:
+        """New hidden rows (N, d) for one modality and, in train mode, their dim-mean KL (N,) in float32."""
+        net = self.visual_net if modality == "visual" else self.text_net
+        mu, logvar = net(rows).chunk(2, dim=-1)
+        if not self.training:
+            a = self.config.alpha_end
+            return (1.0 - a) * rows + a * mu, None
+        logvar = clamp_logvar_ste(logvar, self.config.logvar_clamp)
+        eps = torch.randn_like(mu)  # on the device, in the compute dtype
+        z = mu + torch.exp(0.5 * logvar) * eps
+        new = (1.0 - self.alpha) * rows + self.alpha * z
+        prior_mu, prior_logvar = self._prior(modality)
+        kl = gaussian_kl(mu, logvar, prior_mu, prior_logvar).mean(dim=-1)
+        return new, kl
+
+    def forward(
+        self,
+        hidden: Tensor,
+        visual_mask: Tensor,
+        *,
+        apply_visual: bool = True,
+        apply_text: bool = True,
+    ) -> Tensor:
+        """Transform `hidden` (B, T, d): visual rows (visual_mask True) by the visual net, the others by
+        the text net. `apply_visual`/`apply_text` pick the modalities handled at this layer (the two may
+        sit on different layers).
+
+        Both nets are called even when their selection is empty, so every parameter takes part in every
+        step (ZeRO-3 ranks stay in step; an unused parameter would get no gradient hook).
+        """
+        visual_mask = visual_mask.to(device=hidden.device, dtype=torch.bool)
+        if visual_mask.shape != hidden.shape[:2]:
+            raise ModelError(
+                f"visual mask shape {tuple(visual_mask.shape)} does not match hidden states "
+                f"{tuple(hidden.shape[:2])}; the model was called without matching input_ids"
+            )
+        out = hidden.clone()
+        if self.training:
+            self.last_visual_mask = visual_mask
+        for modality, enabled, mask in (
+            ("visual", apply_visual, visual_mask),
+            ("text", apply_text, ~visual_mask),
+        ):
+            if not enabled:
+                continue
+            new_rows, kl = self._transform(hidden[mask], modality)
+            out[mask] = new_rows.to(hidden.dtype)
+            if kl is not None:
+                full = torch.zeros(hidden.shape[:2], dtype=torch.float32, device=hidden.device)
+                full[mask] = kl
+                if modality == "visual":
+                    self.last_kl_v = full
+                else:
+                    self.last_kl_t = full
+        return out
+
+    def extra_repr(self) -> str:
+        c = self.config
+        return f"d={c.hidden_size}, prior={c.prior}, alpha_end={c.alpha_end}, beta_v={c.beta_v}, beta_t={c.beta_t}"
