@@ -1,0 +1,22 @@
+"""Training and evaluation data: built-in synthetic sets, LLaVA JSON / HF datasets, rendering, collate.
+
+Names are imported lazily so that `from vittle_cli.data.shapes import ...` stays light (no torch).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "ShapesData": "vittle_cli.data.shapes",
+    "resolve_builtin_data": "vittle_cli.data.shapes",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(_EXPORTS[name]), name)
