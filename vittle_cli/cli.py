@@ -1,0 +1,121 @@
+"""The `vittle` command: a Typer app whose commands are registered by the modules in vittle_cli/commands/.
+
+Each module there defines `register(app, inspect_app)`. Start-up imports no torch: commands import their
+heavy modules inside the function body. `main()` turns VittleError into "error: <message>" and its exit
+code; tracebacks only with --debug or VITTLE_DEBUG=1.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import pkgutil
+import sys
+
+import typer
+
+from vittle_cli import __version__
+from vittle_cli.errors import VittleError
+
+app = typer.Typer(
+    name="vittle",
+    help="Visual Instruction Bottleneck Tuning (Vittle): train, evaluate, merge and inspect "
+    "vision-language models with an information bottleneck.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_show_locals=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+inspect_app = typer.Typer(
+    help="Look inside recipes, models, runs and representations.",
+    no_args_is_help=True,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+app.add_typer(inspect_app, name="inspect")
+
+
+def _debug_enabled() -> bool:
+    return os.environ.get("VITTLE_DEBUG", "").lower() not in ("", "0", "false", "no")
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"vittle {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _global_options(
+    debug: bool = typer.Option(
+        False, "--debug", help="Show full tracebacks (same as VITTLE_DEBUG=1).", envvar="VITTLE_DEBUG"
+    ),
+    version: bool = typer.Option(
+        False, "--version", help="Print the version and exit.", callback=_print_version, is_eager=True
+    ),
+) -> None:
+    """Visual Instruction Bottleneck Tuning (Vittle) from the command line."""
+    if debug:
+        # An env var, so launched child processes (torchrun, deepspeed) show tracebacks too.
+        os.environ["VITTLE_DEBUG"] = "1"
+
+
+def _register_commands() -> None:
+    """Import every module of vittle_cli.commands and let it add its commands."""
+    from vittle_cli import commands
+
+    for info in pkgutil.iter_modules(commands.__path__):
+        module = importlib.import_module(f"{commands.__name__}.{info.name}")
+        register = getattr(module, "register", None)
+        if callable(register):
+            register(app, inspect_app)
+
+
+_register_commands()
+
+
+def _click_exception_types() -> tuple[type[Exception], ...]:
+    """ClickException classes: typer >= 0.2x vendors click as typer._click, older typer uses click itself."""
+    found = []
+    for name in ("typer._click.exceptions", "click.exceptions"):
+        try:
+            found.append(importlib.import_module(name).ClickException)
+        except ImportError:
+            pass
+    return tuple(found)
+
+
+def _error(message: str) -> None:
+    from rich.console import Console
+    from rich.markup import escape
+
+    Console(stderr=True, highlight=False, soft_wrap=True).print(f"[bold red]error:[/] {escape(message)}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point: run the app and exit with vittle's exit codes (0, 1, 2, 130)."""
+    args = sys.argv[1:] if argv is None else list(argv)
+    debug = "--debug" in args or _debug_enabled()
+    try:
+        code = app(args=args, prog_name="vittle", standalone_mode=False)
+    except VittleError as e:
+        if debug:
+            raise
+        _error(str(e))
+        sys.exit(e.exit_code)
+    except _click_exception_types() as e:  # bad options or arguments: exit 2
+        from typer import rich_utils
+
+        rich_utils.rich_format_error(e)
+        sys.exit(e.exit_code)
+    except (KeyboardInterrupt, typer.Abort):
+        _error("interrupted")
+        sys.exit(130)
+    except Exception as e:
+        if debug:
+            raise
+        _error(
+            f"internal error: {type(e).__name__}: {e} (rerun with --debug for the traceback and report it)"
+        )
+        sys.exit(1)
+    # Non-standalone click returns the Exit code (e.g. 130 after Ctrl-C, 0 after --help); commands return None.
+    sys.exit(code if isinstance(code, int) else 0)
