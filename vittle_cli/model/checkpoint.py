@@ -1,0 +1,245 @@
+"""vittle_config.json + vittle_bottleneck.safetensors beside HF weights or a PEFT adapter, and loading any
+model reference (builtin, hub name, model dir, adapter dir, run dir) back with its bottleneck.
+
+A plain `from_pretrained` silently drops `vittle_bottleneck.*` keys, so the bottleneck lives in its own
+file and is re-attached after loading (shared/PLATFORM.md "Saving").
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from vittle_cli.errors import ModelError, UsageError
+from vittle_cli.model.attach import (
+    BOTTLENECK_ATTR,
+    attach_bottleneck,
+    attached_layers,
+    get_bottleneck,
+)
+from vittle_cli.model.bottleneck import CONFIG_FILE, WEIGHTS_FILE, VittleConfig
+from vittle_cli.model.builtin import is_builtin, resolve_model_source
+
+ADAPTER_CONFIG = "adapter_config.json"
+_SEP = f".{BOTTLENECK_ATTR}."
+
+
+def _write_atomic(path: Path, write) -> None:
+    """Call write(tmp_path) on a temp file beside `path`, then rename it over `path`."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def strip_vittle_keys(state_dict: dict[str, Any]) -> dict[str, Any]:
+    """The state dict without `vittle_bottleneck.*` entries (they go to their own file, never the base's)."""
+    return {k: v for k, v in state_dict.items() if _SEP not in f".{k}"}
+
+
+def _bottleneck_entries(state_dict: dict[str, Tensor]) -> dict[str, Tensor]:
+    """Bottleneck weights keyed as in VittleBottleneck.state_dict(), taken from a full model state dict.
+
+    Under peft modules_to_save the trained copy (`.modules_to_save.<adapter>.`) wins over `original_module`.
+    """
+    plain: dict[str, Tensor] = {}
+    trained: dict[str, Tensor] = {}
+    for key, value in state_dict.items():
+        full = f".{key}"
+        if _SEP not in full:
+            continue
+        rest = full.split(_SEP, 1)[1]
+        if rest.startswith("original_module."):
+            continue
+        if rest.startswith("modules_to_save."):
+            trained[rest.split(".", 2)[2]] = value
+        else:
+            plain[rest] = value
+    return trained or plain
+
+
+def _gathered_state(module: nn.Module) -> dict[str, Tensor]:
+    """The module's full state dict on CPU, gathering ZeRO-3 partitions (collective: every rank calls it)."""
+    params = list(module.parameters())
+    if any(hasattr(p, "ds_id") for p in params):
+        import deepspeed
+
+        with deepspeed.zero.GatheredParameters(params, modifier_rank=None):
+            return {k: v.detach().cpu().clone() for k, v in module.state_dict().items()}
+    return {k: v.detach().cpu().clone() for k, v in module.state_dict().items()}
+
+
+def _is_main_process() -> bool:
+    return not (torch.distributed.is_available() and torch.distributed.is_initialized()) or (
+        torch.distributed.get_rank() == 0
+    )
+
+
+def save_vittle(
+    model: nn.Module, directory: str | Path, *, state_dict: dict[str, Tensor] | None = None
+) -> None:
+    """Write vittle_config.json + vittle_bottleneck.safetensors into `directory` (atomically).
+
+    Args:
+        model: a model with an attached bottleneck (plain, PeftModel, or DeepSpeed-wrapped).
+        directory: created if missing.
+        state_dict: a full model state dict that already holds the bottleneck weights (e.g. the
+            consolidated ZeRO-3 one the Trainer saves); without it the weights are read from the model,
+            gathering ZeRO-3 partitions - then every rank must call this, and rank 0 writes.
+
+    Raises:
+        ModelError: no bottleneck is attached, or `state_dict` lacks some of its weights.
+    """
+    from safetensors.torch import save_file
+
+    bottleneck = get_bottleneck(model)
+    if bottleneck is None:
+        raise ModelError("the model has no Vittle bottleneck attached; nothing to save")
+    expected = set(bottleneck.state_dict())
+    weights = _bottleneck_entries(state_dict) if state_dict else {}
+    if not weights:
+        weights = _gathered_state(bottleneck)
+    if set(weights) != expected:
+        raise ModelError(
+            f"the bottleneck weights to save are incomplete (missing {sorted(expected - set(weights))}); "
+            "pass the full state dict or none"
+        )
+    if not _is_main_process():
+        return
+    config = bottleneck.config
+    layers = attached_layers(model)
+    if layers is not None:  # record the layers actually used, so a reload never depends on the default rule
+        config = dataclasses.replace(config, layer_v=layers[0], layer_t=layers[1])
+    out = Path(directory)
+    out.mkdir(parents=True, exist_ok=True)
+    tensors = {k: v.detach().cpu().contiguous() for k, v in weights.items()}
+    _write_atomic(out / WEIGHTS_FILE, lambda tmp: save_file(tensors, tmp, metadata={"format": "pt"}))
+    _write_atomic(out / CONFIG_FILE, lambda tmp: Path(tmp).write_text(config.to_json()))
+
+
+def load_vittle_weights(model: nn.Module, directory: str | Path) -> None:
+    """Load `directory/vittle_bottleneck.safetensors` into the model's attached bottleneck (strict).
+
+    Raises:
+        ModelError: no bottleneck attached, file missing, or weights that do not fit.
+    """
+    from safetensors.torch import load_file
+
+    bottleneck = get_bottleneck(model)
+    if bottleneck is None:
+        raise ModelError("attach a bottleneck before loading its weights")
+    path = Path(directory) / WEIGHTS_FILE
+    if not path.is_file():
+        raise ModelError(f"{path.parent} has {CONFIG_FILE} but no {WEIGHTS_FILE}; copy the weights file too")
+    try:
+        bottleneck.load_state_dict(load_file(str(path)), strict=True)
+    except RuntimeError as err:
+        first = str(err).strip().splitlines()[0]
+        raise ModelError(f"{path} does not fit this model's bottleneck ({first})") from None
+
+
+def _resolve_directory(path: str) -> Path | None:
+    """The local directory a reference points at (run dir -> its final/), or None for a hub name."""
+    source = resolve_model_source(path) if is_builtin(path) else path
+    local = Path(source).expanduser()
+    if not local.exists():
+        looks_local = source.startswith((".", "/", "~")) or source.count("/") != 1
+        if looks_local:
+            raise ModelError(
+                f"model path {path} does not exist; pass a model, adapter or run directory, a hub name, "
+                "or builtin:tiny-llava"
+            )
+        return None
+    if not local.is_dir():
+        raise ModelError(f"{path} is a file; pass a model, adapter or run directory")
+    has_model = (local / "config.json").is_file() or (local / ADAPTER_CONFIG).is_file()
+    if not has_model and (local / "final").is_dir():
+        local = local / "final"  # a vittle run directory
+    if not ((local / "config.json").is_file() or (local / ADAPTER_CONFIG).is_file()):
+        raise ModelError(
+            f"{path} is not a model, adapter or run directory (no config.json, {ADAPTER_CONFIG} or final/)"
+        )
+    return local
+
+
+def _check_vittle_files(directory: Path) -> bool:
+    """True when `directory` holds a complete bottleneck; False when it holds none."""
+    has_config = (directory / CONFIG_FILE).is_file()
+    has_weights = (directory / WEIGHTS_FILE).is_file()
+    if has_weights and not has_config:
+        raise ModelError(f"{directory} has {WEIGHTS_FILE} but no {CONFIG_FILE}; copy the config file too")
+    if has_config and not has_weights:
+        raise ModelError(f"{directory} has {CONFIG_FILE} but no {WEIGHTS_FILE}; copy the weights file too")
+    return has_config
+
+
+def _load_base(source: str, dtype: str):
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    model = AutoModelForImageTextToText.from_pretrained(source, dtype=dtype)
+    processor = AutoProcessor.from_pretrained(source)
+    return model, processor
+
+
+def _has_processor_files(directory: Path) -> bool:
+    names = ("processor_config.json", "preprocessor_config.json", "tokenizer_config.json")
+    return any((directory / n).is_file() for n in names)
+
+
+def load_vittle_model(
+    path: str | Path, *, base: str | None = None, dtype: str = "float32", device: str = "cpu"
+) -> tuple[nn.Module, Any]:
+    """Load (model, processor) in eval mode, with the bottleneck attached when the source has one.
+
+    `path` may be a `builtin:` name, a hub name, an HF model directory (with vittle files: Vittle model;
+    without: the plain baseline), a PEFT adapter directory (base from `base` or the adapter's
+    base_model_name_or_path), or a vittle run directory (its final/ is used).
+
+    Raises:
+        ModelError: missing directory, a directory of the wrong kind, incomplete vittle files.
+        UsageError: an adapter whose base model is unknown and no `base` given.
+    """
+    directory = _resolve_directory(str(path))
+    if directory is None:  # a hub name: a plain model, as published
+        model, processor = _load_base(str(path), dtype)
+        return model.to(device).eval(), processor
+    has_vittle = _check_vittle_files(directory)
+    if (directory / ADAPTER_CONFIG).is_file():
+        model, processor = _load_adapter(directory, base, dtype, has_vittle)
+    else:
+        model, processor = _load_base(str(directory), dtype)
+        if has_vittle:
+            attach_bottleneck(model, VittleConfig.read(directory))
+            load_vittle_weights(model, directory)
+    return model.to(device).eval(), processor
+
+
+def _load_adapter(directory: Path, base: str | None, dtype: str, has_vittle: bool):
+    from peft import PeftModel
+    from transformers import AutoProcessor
+
+    base_name = base or json.loads((directory / ADAPTER_CONFIG).read_text()).get("base_model_name_or_path")
+    if not base_name:
+        raise UsageError(f"the adapter in {directory} does not name its base model; pass --base <model>")
+    base_dir = _resolve_directory(base_name)
+    model, processor = _load_base(str(base_dir) if base_dir is not None else base_name, dtype)
+    if has_vittle:
+        # Attach before peft so the adapter's modules_to_save copy of the bottleneck finds its place.
+        attach_bottleneck(model, VittleConfig.read(directory))
+    model = PeftModel.from_pretrained(model, str(directory))
+    if has_vittle:
+        load_vittle_weights(model, directory)
+    if _has_processor_files(directory):
+        processor = AutoProcessor.from_pretrained(str(directory))
+    return model, processor
