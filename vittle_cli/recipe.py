@@ -435,13 +435,14 @@ def _apply_override(data: dict[str, Any], item: str, problems: list[str]) -> str
         return None
     node = data
     for depth, part in enumerate(parts[:-1]):
+        where = tuple(parts[: depth + 1])
+        annotation = _annotation_at(where)
         child = node.get(part)
-        if child is None:
-            child = node[part] = {}
-        if not isinstance(child, dict):
-            where = ".".join(parts[: depth + 1])
-            problems.append(f"bad override {item!r}: {where} is a value, not a section")
+        child = {} if child is None else child
+        if not isinstance(child, dict) or (annotation is not None and _section_class(annotation) is None):
+            problems.append(f"bad override {item!r}: {'.'.join(where)} is a value, not a section")
             return None
+        node[part] = child
         node = child
     node[parts[-1]] = _parse_value(raw, _annotation_at(tuple(parts)))
     return key
@@ -608,12 +609,11 @@ def recipe_reference_markdown() -> str:
         nested = []
         for name, field in cls.model_fields.items():
             sub = _section_class(field.annotation)
-            if sub is not None and typing.get_origin(field.annotation) is None:
-                nested.append((f"{prefix}.{name}", sub))
-                continue
-            type_text = f"section ({sub.__name__}) or null" if sub else _type_name(field.annotation)
             if sub is not None:
                 nested.append((f"{prefix}.{name}", sub))
+                if sub is field.annotation:
+                    continue  # an always-present subsection: only its own table
+            type_text = f"section ({sub.__name__}) or null" if sub else _type_name(field.annotation)
             cells = [f"`{prefix}.{name}`", type_text, f"`{_default_text(field)}`", field.description or ""]
             out.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
         out.append("")
