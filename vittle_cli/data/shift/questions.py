@@ -1,0 +1,137 @@
+"""Materialise a suite variant as model-ready questions (used by `vittle eval` and `vittle inspect`).
+
+    from vittle_cli.data.shift import load_suite, suite_questions
+    suite = load_suite("shapes-shift")
+    qs = suite_questions(suite, "snow@3+char_delete@3", limit_per_split=20)
+    qs[0].image, qs[0].text, qs[0].label     # PIL image, question + prompt suffix, "yes"
+
+Seeding: the visual perturbation of an image is seeded by (suite seed, visual spec, image key) and the
+text perturbation of a question by (suite seed, text spec, question id). A joint variant therefore shows
+exactly the image of its visual variant and the question of its text variant, and every question on one
+image shares one perturbed image object (generation reuses its prefix cache).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from PIL import Image
+
+from vittle_cli.data.shift.cache import cached_perturbed_image, default_cache_dir
+from vittle_cli.data.shift.pope import PopeItem, PopeSet, load_pope
+from vittle_cli.data.shift.registry import derive_seed
+from vittle_cli.data.shift.suite import Suite, Variant
+from vittle_cli.data.shift.text import perturb_text
+from vittle_cli.data.shift.visual import perturb_image
+from vittle_cli.errors import DataError, UsageError
+
+
+@dataclass(frozen=True)
+class SuiteQuestion:
+    """One question of one variant, ready for the model.
+
+    question_id: id from the question file (a string). split: POPE split. image_key: the image's path
+    relative to the data's image root (one key = one picture). image: the (perturbed) RGB image, or None
+    for a text-only question. text: the (perturbed) question + the suite's prompt suffix; only the
+    question is ever perturbed. label: "yes" / "no", or None when the label files lack it.
+    """
+
+    question_id: str
+    split: str
+    image_key: str
+    image: Image.Image | None
+    text: str
+    label: str | None
+
+
+def load_suite_data(suite: Suite, *, check_images: bool = True) -> PopeSet:
+    """Load (and validate) the suite's questions and labels.
+
+    Raises:
+        UsageError: POPE paths still hold ${placeholders} (names the CLI option that fills them).
+        DataError: missing or malformed files (see load_pope).
+    """
+    if isinstance(suite.data, str):
+        from vittle_cli.data.shapes import resolve_builtin_data
+
+        d = resolve_builtin_data(suite.data)
+        return load_pope(d.pope_questions, d.pope_labels_dir, d.image_root, suite.splits, check_images=check_images)
+    todo = suite.placeholders()
+    if todo:
+        opts = " ".join(f"--{v.replace('_', '-')} DIR" for v in todo)
+        raise UsageError(f"suite {suite.name!r} needs the POPE files: pass {opts} (LLaVA layout: "
+                         "llava_pope_test.jsonl, coco/coco_pope_<split>.json, val2014/), or --questions FILE "
+                         "--labels-dir DIR --image-root DIR")
+    f = suite.data.pope
+    return load_pope(Path(f.questions), Path(f.labels_dir), Path(f.image_root), suite.splits,
+                     check_images=check_images)
+
+
+def limit_items(items: list[PopeItem], limit_per_split: int | None) -> list[PopeItem]:
+    """The first `limit_per_split` questions of each split, in file order (all when None)."""
+    if limit_per_split is None:
+        return list(items)
+    seen: dict[str, int] = {}
+    out = []
+    for it in items:
+        if seen.get(it.split, 0) < limit_per_split:
+            seen[it.split] = seen.get(it.split, 0) + 1
+            out.append(it)
+    return out
+
+
+def _open_rgb(path: Path) -> Image.Image:
+    try:
+        with Image.open(path) as im:
+            return im.convert("RGB")
+    except OSError as e:
+        raise DataError(f"cannot read image {path}: {e}") from None
+
+
+def iter_image_groups(suite: Suite, variant: Variant, data: PopeSet, items: list[PopeItem],
+                      cache_dir: Path | None = None) -> Iterator[list[SuiteQuestion]]:
+    """Yield the variant's questions one image at a time (first appearance order), so callers can stream.
+
+    Each image is loaded and perturbed once; its questions share the image object.
+    """
+    by_image: dict[str, list[PopeItem]] = {}
+    for it in items:
+        by_image.setdefault(it.image, []).append(it)
+    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    for key, group in by_image.items():
+        image = _open_rgb(data.image_root / key)
+        if variant.visual is not None:
+            vs, seed = variant.visual, derive_seed(suite.seed, variant.visual.spec, key)
+            image = cached_perturbed_image(image, vs.spec, seed, cache,
+                                           lambda im=image, s=seed: perturb_image(im, vs.name, vs.severity, s))
+        out = []
+        for it in group:
+            question = it.text
+            if variant.text is not None:
+                ts = variant.text
+                question = perturb_text(question, ts.name, ts.rate, derive_seed(suite.seed, ts.spec, it.question_id))
+            out.append(SuiteQuestion(it.question_id, it.split, key, image, question + suite.prompt_suffix, it.label))
+        yield out
+
+
+def suite_questions(suite: Suite, variant: Variant | str, *, limit_per_split: int | None = None,
+                    cache_dir: Path | None = None, data: PopeSet | None = None) -> list[SuiteQuestion]:
+    """All questions of one variant of a suite, perturbed, with labels.
+
+    Args:
+        suite: a loaded suite (`load_suite(...)`, POPE placeholders filled with `suite.with_data(...)`).
+        variant: a Variant of the suite or its name (e.g. "clean", "snow@3", "snow@3+char_delete@3").
+        limit_per_split: keep the first N questions of each split (file order).
+        cache_dir: where perturbed images are cached as PNG (default $VITTLE_CACHE/perturbed).
+        data: an already loaded PopeSet (saves reloading when materialising several variants).
+    Returns:
+        SuiteQuestion list in question-file order grouped by image (questions on one image are adjacent).
+    Raises:
+        UsageError: unknown variant, unfilled POPE paths. DataError: bad or missing data files.
+    """
+    v = suite.variant(variant) if isinstance(variant, str) else variant
+    data = data if data is not None else load_suite_data(suite)
+    items = limit_items(data.items, limit_per_split)
+    return [q for group in iter_image_groups(suite, v, data, items, cache_dir) for q in group]
