@@ -1,0 +1,110 @@
+"""What `vittle train` does with its options: dry run, re-launch under torchrun/deepspeed, or train here."""
+
+from __future__ import annotations
+
+import shlex
+import subprocess
+import sys
+from dataclasses import dataclass
+
+from vittle_cli.errors import UsageError
+
+
+@dataclass
+class LaunchOptions:
+    """Multi-process options of `vittle train` (all defaults = one process, no launcher)."""
+
+    nproc_per_node: int = 1
+    nnodes: int = 1
+    node_rank: int = 0
+    master_addr: str = "127.0.0.1"
+    master_port: int = 29500
+    launcher: str = "torchrun"
+    hostfile: str | None = None
+
+    @property
+    def world_size(self) -> int:
+        return self.nproc_per_node * self.nnodes
+
+    @property
+    def wants_launch(self) -> bool:
+        return self.world_size > 1 or self.hostfile is not None
+
+
+def child_argv(
+    recipe_path: str, overrides: list[str], run_name: str, *, resume: str | None, overwrite: bool
+) -> list[str]:
+    """Arguments of the re-executed `vittle train` (without the launch options)."""
+    argv = ["train", recipe_path, *overrides, f"output.run_name={run_name}"]
+    if resume:
+        argv += ["--resume", resume]
+    if overwrite:
+        argv.append("--overwrite")
+    return argv
+
+
+def run_train_command(
+    recipe_path: str,
+    overrides: list[str],
+    *,
+    dry_run: bool = False,
+    resume: str | None = None,
+    overwrite: bool = False,
+    launch: LaunchOptions | None = None,
+    console=None,
+) -> int:
+    """Run `vittle train`: returns the exit code (a launched child's code is passed through).
+
+    Raises:
+        RecipeError / UsageError / ModelError / DataError: problems found before or while training.
+    """
+    from rich.console import Console
+
+    from vittle_cli.recipe import load_recipe
+    from vittle_cli.train.launch import build_launch_command, is_distributed_child
+    from vittle_cli.train.rundir import prepare_run_dir, resolve_resume, run_dir_for
+
+    console = console or Console(stderr=True)
+    launch = launch or LaunchOptions()
+    recipe = load_recipe(recipe_path, overrides)
+    if overwrite and resume:
+        raise UsageError("--overwrite and --resume contradict each other; pass only one")
+    run_dir = run_dir_for(recipe.output.dir, recipe.output.run_name, recipe_path)
+    relaunch = launch.wants_launch and not is_distributed_child()
+    command = None
+    if relaunch:
+        command = build_launch_command(
+            child_argv(recipe_path, overrides, run_dir.name, resume=resume, overwrite=overwrite),
+            launcher=launch.launcher,
+            nproc_per_node=launch.nproc_per_node,
+            nnodes=launch.nnodes,
+            node_rank=launch.node_rank,
+            master_addr=launch.master_addr,
+            master_port=launch.master_port,
+            hostfile=launch.hostfile,
+        )
+    if dry_run:
+        from vittle_cli.train.dryrun import build_plan, print_plan
+
+        plan = build_plan(recipe, world_size=launch.world_size, launch_command=command)
+        print_plan(plan, Console(highlight=False))
+        return 0
+    # Fail fast, before any process starts: the run directory and the checkpoint to resume.
+    checkpoint = resolve_resume(run_dir, resume)
+    prepare_run_dir(run_dir, overwrite=overwrite, resume=checkpoint is not None, is_main=False)
+    if relaunch:
+        console.print(f"launching: {shlex.join(command)}", highlight=False, soft_wrap=True)
+        return subprocess.call(command)
+
+    from vittle_cli.train.run import run_train
+
+    result = run_train(recipe, recipe_path=recipe_path, resume=resume, overwrite=overwrite, console=console)
+    from vittle_cli.train.plan import WorldInfo
+
+    if WorldInfo.from_env().is_main:
+        loss = f", train loss {result.train_loss:.4f}" if result.train_loss is not None else ""
+        print(
+            f"trained {result.global_step}/{result.max_steps} steps{loss}; model in {result.final_dir}",
+            file=sys.stdout,
+        )
+    return 0
