@@ -1,0 +1,37 @@
+# vittle: `make demo` and `make test` set everything up on a fresh machine with Python 3.11.
+# GPU users: make test TORCH_SPEC="torch==2.13.0" TORCH_PIP_ARGS="--index-url https://download.pytorch.org/whl/cu128"
+
+PYTHON ?= python3.11
+TORCH_SPEC ?= torch==2.13.0
+TORCH_PIP_ARGS ?=
+VENV ?= .venv
+BIN := $(VENV)/bin
+# Reinstall only when the dependency list changes.
+STAMP := $(VENV)/.vittle-installed
+
+.PHONY: demo test lint docs
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+# torch first, so pip does not resolve `torch>=...` to a different (e.g. CUDA) build on its own.
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet $(TORCH_PIP_ARGS) "$(TORCH_SPEC)"
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $@
+
+demo: $(STAMP)
+	$(BIN)/vittle inspect recipe recipes/tiny.yaml
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check vittle_cli tests
+	$(BIN)/ruff format --check vittle_cli tests
+
+# Regenerate the recipe reference in docs/recipes.md from the schema (a test fails when it is stale).
+docs: $(STAMP)
+	$(BIN)/python -c 'import pathlib; from vittle_cli.recipe import recipe_reference_markdown as ref; \
+	p = pathlib.Path("docs/recipes.md"); b, e = "<!-- BEGIN GENERATED: recipe reference -->\n", "<!-- END GENERATED: recipe reference -->"; \
+	t = p.read_text(); p.write_text(t[: t.index(b) + len(b)] + ref() + t[t.index(e):])'
