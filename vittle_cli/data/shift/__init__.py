@@ -16,7 +16,17 @@ from vittle_cli.data.shift.registry import (
 from vittle_cli.data.shift.suite import Suite, Variant, load_suite, shipped_suites
 
 __all__ = [
-    "Perturbation", "Suite", "SuiteQuestion", "Variant", "derive_seed", "get_perturbation",
-    "list_perturbations", "load_suite", "load_suite_data", "register_text", "register_visual",
-    "shipped_suites", "suite_questions",
+    "Perturbation",
+    "Suite",
+    "SuiteQuestion",
+    "Variant",
+    "derive_seed",
+    "get_perturbation",
+    "list_perturbations",
+    "load_suite",
+    "load_suite_data",
+    "register_text",
+    "register_visual",
+    "shipped_suites",
+    "suite_questions",
 ]

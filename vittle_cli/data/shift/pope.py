@@ -106,8 +106,10 @@ def read_questions(path: Path, splits: list[str]) -> tuple[list[dict], list[str]
             other[row["category"]] = other.get(row["category"], 0) + 1
     if dupes:
         raise DataError(f"POPE question file {path} repeats question_id {_listed(dupes)}; ids must be unique")
-    warnings = [f"{n} questions of category {c!r} skipped (not one of the suite's splits {splits})"
-                for c, n in sorted(other.items())]
+    warnings = [
+        f"{n} questions of category {c!r} skipped (not one of the suite's splits {splits})"
+        for c, n in sorted(other.items())
+    ]
     return rows, warnings
 
 
@@ -138,8 +140,11 @@ def join_labels(questions: list[dict], labels: list[dict]) -> tuple[dict[str, st
             return _content_key(q["image"], q["text"]) == _content_key(row["image"], row["text"])
         return True  # a label row without content can only be joined by id
 
-    id_join = {str(q["question_id"]): by_id[str(q["question_id"])]["label"]
-               for q in questions if str(q["question_id"]) in by_id and agrees(q, by_id[str(q["question_id"])])}
+    id_join = {
+        str(q["question_id"]): by_id[str(q["question_id"])]["label"]
+        for q in questions
+        if str(q["question_id"]) in by_id and agrees(q, by_id[str(q["question_id"])])
+    }
     if len(id_join) == len(questions) or not all("image" in r and "text" in r for r in labels):
         return id_join, "question_id"
     by_content: dict[tuple[str, str], list[str]] = {}
@@ -155,8 +160,9 @@ def join_labels(questions: list[dict], labels: list[dict]) -> tuple[dict[str, st
     return id_join, "question_id"
 
 
-def load_pope(questions: Path, labels_dir: Path, image_root: Path, splits: list[str],
-              *, check_images: bool = True) -> PopeSet:
+def load_pope(
+    questions: Path, labels_dir: Path, image_root: Path, splits: list[str], *, check_images: bool = True
+) -> PopeSet:
     """Load and validate POPE; every problem that would spoil a score is raised before any model work.
 
     Raises:
@@ -165,36 +171,60 @@ def load_pope(questions: Path, labels_dir: Path, image_root: Path, splits: list[
     """
     questions, labels_dir, image_root = Path(questions), Path(labels_dir), Path(image_root)
     if not labels_dir.is_dir():
-        raise DataError(f"POPE labels folder not found: {labels_dir} (pass --labels-dir DIR or --pope-root DIR)")
+        raise DataError(
+            f"POPE labels folder not found: {labels_dir} (pass --labels-dir DIR or --pope-root DIR)"
+        )
     if not image_root.is_dir():
-        raise DataError(f"POPE image folder not found: {image_root} (pass --image-root DIR or --pope-root DIR)")
+        raise DataError(
+            f"POPE image folder not found: {image_root} (pass --image-root DIR or --pope-root DIR)"
+        )
     rows, warnings = read_questions(questions, splits)
     report = PopeReport(warnings=warnings)
     items: list[PopeItem] = []
     for split in splits:
         label_path = labels_dir / f"coco_pope_{split}.json"
         if not label_path.is_file():
-            raise DataError(f"POPE label file not found: {label_path} (expected coco_pope_<split>.json "
-                            f"for splits {', '.join(splits)} in --labels-dir)")
+            raise DataError(
+                f"POPE label file not found: {label_path} (expected coco_pope_<split>.json "
+                f"for splits {', '.join(splits)} in --labels-dir)"
+            )
         split_rows = [r for r in rows if r["category"] == split]
         labels = read_labels(label_path)
         joined, how = join_labels(split_rows, labels)
         if split_rows and not joined:
-            raise DataError(f"no question of split {split!r} in {questions} matches a label in {label_path} "
-                            "(neither by question_id nor by image and text)")
+            raise DataError(
+                f"no question of split {split!r} in {questions} matches a label in {label_path} "
+                "(neither by question_id nor by image and text)"
+            )
         unlabelled = [str(r["question_id"]) for r in split_rows if str(r["question_id"]) not in joined]
-        report.splits[split] = {"questions": len(split_rows), "label_rows": len(labels),
-                                "labelled": len(joined), "unlabelled": len(unlabelled), "joined_by": how}
+        report.splits[split] = {
+            "questions": len(split_rows),
+            "label_rows": len(labels),
+            "labelled": len(joined),
+            "unlabelled": len(unlabelled),
+            "joined_by": how,
+        }
         if unlabelled:
             report.warnings.append(
                 f"split {split}: {len(unlabelled)} of {len(split_rows)} questions have no label in "
                 f"{label_path.name} ({len(labels)} rows; e.g. question_id {_listed(unlabelled)}); "
-                "they are not scored")
-        items += [PopeItem(str(r["question_id"]), split, str(r["image"]), str(r["text"]),
-                           joined.get(str(r["question_id"]))) for r in split_rows]
+                "they are not scored"
+            )
+        items += [
+            PopeItem(
+                str(r["question_id"]),
+                split,
+                str(r["image"]),
+                str(r["text"]),
+                joined.get(str(r["question_id"])),
+            )
+            for r in split_rows
+        ]
     if check_images:
         missing = sorted({it.image for it in items if not (image_root / it.image).is_file()})
         if missing:
-            raise DataError(f"{len(missing)} POPE images missing under {image_root}: {_listed(missing)} "
-                            "(check --image-root)")
+            raise DataError(
+                f"{len(missing)} POPE images missing under {image_root}: {_listed(missing)} "
+                "(check --image-root)"
+            )
     return PopeSet(items=items, image_root=image_root, report=report)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 from PIL import Image
@@ -57,16 +58,21 @@ def load_suite_data(suite: Suite, *, check_images: bool = True) -> PopeSet:
         from vittle_cli.data.shapes import resolve_builtin_data
 
         d = resolve_builtin_data(suite.data)
-        return load_pope(d.pope_questions, d.pope_labels_dir, d.image_root, suite.splits, check_images=check_images)
+        return load_pope(
+            d.pope_questions, d.pope_labels_dir, d.image_root, suite.splits, check_images=check_images
+        )
     todo = suite.placeholders()
     if todo:
         opts = " ".join(f"--{v.replace('_', '-')} DIR" for v in todo)
-        raise UsageError(f"suite {suite.name!r} needs the POPE files: pass {opts} (LLaVA layout: "
-                         "llava_pope_test.jsonl, coco/coco_pope_<split>.json, val2014/), or --questions FILE "
-                         "--labels-dir DIR --image-root DIR")
+        raise UsageError(
+            f"suite {suite.name!r} needs the POPE files: pass {opts} (LLaVA layout: "
+            "llava_pope_test.jsonl, coco/coco_pope_<split>.json, val2014/), or --questions FILE "
+            "--labels-dir DIR --image-root DIR"
+        )
     f = suite.data.pope
-    return load_pope(Path(f.questions), Path(f.labels_dir), Path(f.image_root), suite.splits,
-                     check_images=check_images)
+    return load_pope(
+        Path(f.questions), Path(f.labels_dir), Path(f.image_root), suite.splits, check_images=check_images
+    )
 
 
 def limit_items(items: list[PopeItem], limit_per_split: int | None) -> list[PopeItem]:
@@ -90,8 +96,9 @@ def _open_rgb(path: Path) -> Image.Image:
         raise DataError(f"cannot read image {path}: {e}") from None
 
 
-def iter_image_groups(suite: Suite, variant: Variant, data: PopeSet, items: list[PopeItem],
-                      cache_dir: Path | None = None) -> Iterator[list[SuiteQuestion]]:
+def iter_image_groups(
+    suite: Suite, variant: Variant, data: PopeSet, items: list[PopeItem], cache_dir: Path | None = None
+) -> Iterator[list[SuiteQuestion]]:
     """Yield the variant's questions one image at a time (first appearance order), so callers can stream.
 
     Each image is loaded and perturbed once; its questions share the image object.
@@ -103,21 +110,32 @@ def iter_image_groups(suite: Suite, variant: Variant, data: PopeSet, items: list
     for key, group in by_image.items():
         image = _open_rgb(data.image_root / key)
         if variant.visual is not None:
-            vs, seed = variant.visual, derive_seed(suite.seed, variant.visual.spec, key)
-            image = cached_perturbed_image(image, vs.spec, seed, cache,
-                                           lambda im=image, s=seed: perturb_image(im, vs.name, vs.severity, s))
+            vs = variant.visual
+            seed = derive_seed(suite.seed, vs.spec, key)
+            make = partial(perturb_image, image, vs.name, vs.severity, seed)
+            image = cached_perturbed_image(image, vs.spec, seed, cache, make)
         out = []
         for it in group:
             question = it.text
             if variant.text is not None:
                 ts = variant.text
-                question = perturb_text(question, ts.name, ts.rate, derive_seed(suite.seed, ts.spec, it.question_id))
-            out.append(SuiteQuestion(it.question_id, it.split, key, image, question + suite.prompt_suffix, it.label))
+                question = perturb_text(
+                    question, ts.name, ts.rate, derive_seed(suite.seed, ts.spec, it.question_id)
+                )
+            out.append(
+                SuiteQuestion(it.question_id, it.split, key, image, question + suite.prompt_suffix, it.label)
+            )
         yield out
 
 
-def suite_questions(suite: Suite, variant: Variant | str, *, limit_per_split: int | None = None,
-                    cache_dir: Path | None = None, data: PopeSet | None = None) -> list[SuiteQuestion]:
+def suite_questions(
+    suite: Suite,
+    variant: Variant | str,
+    *,
+    limit_per_split: int | None = None,
+    cache_dir: Path | None = None,
+    data: PopeSet | None = None,
+) -> list[SuiteQuestion]:
     """All questions of one variant of a suite, perturbed, with labels.
 
     Args:

@@ -79,11 +79,20 @@ class Variant(_Strict):
 
     @model_validator(mode="after")
     def _consistent(self) -> Variant:
-        need = {"clean": (False, False), "visual": (True, False), "text": (False, True), "joint": (True, True)}
+        need = {
+            "clean": (False, False),
+            "visual": (True, False),
+            "text": (False, True),
+            "joint": (True, True),
+        }
         has = (self.visual is not None, self.text is not None)
         if has != need[self.group]:
-            wants = {"clean": "neither visual nor text", "visual": "visual only", "text": "text only",
-                     "joint": "both visual and text"}[self.group]
+            wants = {
+                "clean": "neither visual nor text",
+                "visual": "visual only",
+                "text": "text only",
+                "joint": "both visual and text",
+            }[self.group]
             raise ValueError(f"a {self.group!r} variant needs {wants}")
         if not self.name:
             specs = [s.spec for s in (self.visual, self.text) if s is not None]
@@ -108,7 +117,9 @@ class Suite(_Strict):
 
     name: str
     description: str = ""
-    data: str | PopeData = Field(description="'builtin:shapes' or {pope: {questions, labels_dir, image_root}}")
+    data: str | PopeData = Field(
+        description="'builtin:shapes' or {pope: {questions, labels_dir, image_root}}"
+    )
     splits: list[str] = Field(default_factory=lambda: ["adversarial", "popular", "random"])
     prompt_suffix: str = DEFAULT_SUFFIX
     seed: int = 0
@@ -146,8 +157,9 @@ class Suite(_Strict):
         for v in self.variants:
             if v.name == name:
                 return v
-        raise UsageError(f"suite {self.name!r} has no variant {name!r}; it has: "
-                         f"{', '.join(v.name for v in self.variants)}")
+        raise UsageError(
+            f"suite {self.name!r} has no variant {name!r}; it has: {', '.join(v.name for v in self.variants)}"
+        )
 
     def placeholders(self) -> list[str]:
         """Names of the `${var}` placeholders still unfilled in the data paths."""
@@ -167,7 +179,9 @@ class Suite(_Strict):
             raise UsageError(f"unknown POPE field(s) {', '.join(sorted(unknown))}")
         values = {**self.data.pope.model_dump(), **given}
         variables = variables or {}
-        filled = {k: _PLACEHOLDER.sub(lambda m: variables.get(m.group(1), m.group(0)), v) for k, v in values.items()}
+        filled = {
+            k: _PLACEHOLDER.sub(lambda m: variables.get(m.group(1), m.group(0)), v) for k, v in values.items()
+        }
         return self.model_copy(update={"data": PopeData(pope=PopeFiles(**filled))})
 
 
@@ -205,8 +219,10 @@ def load_suite(name_or_path: str | Path) -> Suite:
     if str(name_or_path) in shipped:
         path = shipped[str(name_or_path)]
     elif not (path.suffix in (".yaml", ".yml") and path.is_file()):
-        raise UsageError(f"unknown suite {str(name_or_path)!r}; shipped suites: {', '.join(shipped)} "
-                         "(or pass the path of a suite .yaml file)")
+        raise UsageError(
+            f"unknown suite {str(name_or_path)!r}; shipped suites: {', '.join(shipped)} "
+            "(or pass the path of a suite .yaml file)"
+        )
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError) as e:
