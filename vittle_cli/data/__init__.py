@@ -11,6 +11,13 @@ from typing import Any
 _EXPORTS = {
     "ShapesData": "vittle_cli.data.shapes",
     "resolve_builtin_data": "vittle_cli.data.shapes",
+    "TrainDataset": "vittle_cli.data.llava",
+    "build_dataset": "vittle_cli.data.llava",
+    "build_train_dataset": "vittle_cli.data.llava",
+    "build_eval_dataset": "vittle_cli.data.llava",
+    "DataCollator": "vittle_cli.data.collate",
+    "DataReport": "vittle_cli.data.report",
+    "GroupedSampler": "vittle_cli.data.sampler",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -1,0 +1,170 @@
+"""Chat-template rendering: labels are exactly the responses, images stay whole, truncation drops turns."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from PIL import Image
+
+from vittle_cli.data.render import IGNORE_INDEX, render_conversation
+from vittle_cli.data.report import SampleProblem
+from vittle_cli.model.builtin import IMAGE_SEQ_LENGTH, SYSTEM_PROMPT
+
+
+@pytest.fixture(scope="module")
+def processor(tiny_model_dir):
+    from transformers import AutoProcessor
+
+    return AutoProcessor.from_pretrained(tiny_model_dir)
+
+
+def _user(text, images=0):
+    return {"role": "user", "content": [{"type": "image"}] * images + [{"type": "text", "text": text}]}
+
+
+def _assistant(text):
+    return {"role": "assistant", "content": [{"type": "text", "text": text}]}
+
+
+def _img(colour=(255, 0, 0)):
+    return Image.new("RGB", (64, 64), colour)
+
+
+def _label_runs(sample) -> list[list[int]]:
+    """Contiguous runs of labelled positions."""
+    pos = (sample["labels"] != IGNORE_INDEX).nonzero().flatten().tolist()
+    runs: list[list[int]] = []
+    for p in pos:
+        if runs and runs[-1][-1] == p - 1:
+            runs[-1].append(p)
+        else:
+            runs.append([p])
+    return runs
+
+
+def _decoded_runs(processor, sample) -> list[str]:
+    ids = sample["input_ids"]
+    return [processor.tokenizer.decode(ids[r]) for r in _label_runs(sample)]
+
+
+MULTI_TURN = [
+    _user("Is there a red circle in the image?", images=1),
+    _assistant("Yes"),
+    _user("How many shapes are there?"),
+    _assistant("2"),
+    _user("Describe the image briefly."),
+    _assistant("The image shows a red circle and a blue star."),
+]
+
+
+def test_labels_are_exactly_the_responses_multi_turn(processor):
+    sample = render_conversation(processor, MULTI_TURN, [_img()], max_length=512).tensors
+    ids, labels = sample["input_ids"], sample["labels"]
+    assert ids.dim() == 1 and labels.shape == ids.shape
+    mask = labels != IGNORE_INDEX
+    assert torch.equal(labels[mask], ids[mask])
+    assert _decoded_runs(processor, sample) == [
+        " Yes</s>",
+        " 2</s>",
+        " The image shows a red circle and a blue star.</s>",
+    ]
+    # nothing but the responses: the unlabelled text holds every question and no answer
+    rest = processor.tokenizer.decode(ids[~mask])
+    assert "Is there a red circle" in rest and "How many shapes" in rest and "Yes" not in rest
+
+
+def test_image_sits_after_the_system_prompt_as_one_whole_span(processor):
+    sample = render_conversation(processor, MULTI_TURN[:2], [_img()], max_length=512).tensors
+    image_id = processor.tokenizer.convert_tokens_to_ids(processor.image_token)
+    where = (sample["input_ids"] == image_id).nonzero().flatten()
+    assert len(where) == IMAGE_SEQ_LENGTH
+    assert where[-1] - where[0] + 1 == IMAGE_SEQ_LENGTH  # contiguous
+    before = processor.tokenizer.decode(sample["input_ids"][: where[0]])
+    assert before.startswith(SYSTEM_PROMPT) and before.rstrip().endswith("USER:")
+    assert (sample["labels"][where] == IGNORE_INDEX).all()
+    assert sample["pixel_values"].shape == (1, 3, 48, 48)
+
+
+def test_text_only_sample_has_no_pixel_values(processor):
+    sample = render_conversation(processor, [_user("Is red a colour?"), _assistant("Yes")], [], 512).tensors
+    assert set(sample) == {"input_ids", "labels"}
+    assert _decoded_runs(processor, sample) == [" Yes</s>"]
+
+
+def test_truncation_drops_whole_trailing_turns_and_their_images(processor):
+    conv = [
+        _user("Is there a red circle in the image?", images=1),
+        _assistant("Yes"),
+        _user("And in this one?", images=1),
+        _assistant("No"),
+    ]
+    images = [_img(), _img((0, 0, 255))]
+    full = render_conversation(processor, conv, images, max_length=512)
+    first = render_conversation(processor, conv[:2], images[:1], max_length=512)
+    assert not full.truncated and full.tensors["pixel_values"].shape[0] == 2
+    cut = render_conversation(processor, conv, images, max_length=len(first.tensors["input_ids"]) + 5)
+    assert cut.truncated
+    assert torch.equal(cut.tensors["input_ids"], first.tensors["input_ids"])
+    assert torch.equal(cut.tensors["labels"], first.tensors["labels"])
+    assert cut.tensors["pixel_values"].shape[0] == 1
+
+
+def test_no_max_length_cuts_through_an_image_span(processor):
+    conv = MULTI_TURN[:4] + [_user("And this one?", images=1), _assistant("No")]
+    images = [_img(), _img((0, 255, 0))]
+    image_id = processor.tokenizer.convert_tokens_to_ids(processor.image_token)
+    full_len = len(render_conversation(processor, conv, images, 10_000).tensors["input_ids"])
+    outcomes = set()
+    for max_length in range(20, full_len + 2, 3):
+        try:
+            r = render_conversation(processor, conv, images, max_length)
+        except SampleProblem as p:
+            assert p.kind == "too_long"
+            outcomes.add("too_long")
+            continue
+        ids = r.tensors["input_ids"]
+        n_image_tokens = int((ids == image_id).sum())
+        assert len(ids) <= max_length
+        assert n_image_tokens == IMAGE_SEQ_LENGTH * r.tensors["pixel_values"].shape[0]
+        assert (r.tensors["labels"] != IGNORE_INDEX).any()
+        outcomes.add(("truncated", r.tensors["pixel_values"].shape[0]) if r.truncated else "full")
+    assert outcomes == {"too_long", ("truncated", 1), "full"}
+
+
+def test_first_turn_longer_than_max_length_is_too_long(processor):
+    with pytest.raises(SampleProblem) as info:
+        render_conversation(processor, MULTI_TURN, [_img()], max_length=IMAGE_SEQ_LENGTH)
+    assert info.value.kind == "too_long"
+
+
+CHATML = (
+    "{% for m in messages %}<|{{ m['role'] }}|>\n"
+    "{% if m['content'] is string %}{{ m['content'] }}{% else %}{% for c in m['content'] %}"
+    "{% if c['type'] == 'image' %}<image>{% else %}{{ c['text'] }}{% endif %}{% endfor %}{% endif %}"
+    "<|end|>\n{% endfor %}{% if add_generation_prompt %}<|assistant|>\n{% endif %}"
+)
+
+
+def test_labels_follow_any_template_that_extends_its_generation_prompt(processor):
+    other = copy.deepcopy(processor)
+    other.chat_template = CHATML
+    sample = render_conversation(other, MULTI_TURN, [_img()], max_length=512).tensors
+    runs = _decoded_runs(other, sample)
+    assert [r.replace(" ", "") for r in runs] == [
+        "Yes<|end|>\n",
+        "2<|end|>\n",
+        "Theimageshowsaredcircleandabluestar.<|end|>\n",
+    ]
+
+
+def test_template_whose_prompt_is_not_a_prefix_is_response_not_located(processor):
+    other = copy.deepcopy(processor)
+    other.chat_template = processor.chat_template.replace(
+        "'ASSISTANT:' }}{% endif %}", "'ANSWER:' }}{% endif %}"
+    )
+    assert other.chat_template != processor.chat_template
+    with pytest.raises(SampleProblem) as info:
+        render_conversation(other, MULTI_TURN, [_img()], max_length=512)
+    assert info.value.kind == "response_not_located"

@@ -1,0 +1,152 @@
+"""Render one conversation with the processor's chat template into input_ids, labels and image tensors.
+
+Labels are the assistant responses only (with the template's end-of-turn text, e.g. `</s>`), -100 elsewhere.
+A response is located without knowing the template: the conversation rendered up to an assistant turn with
+add_generation_prompt=True must be a prefix of the conversation rendered through that turn; the difference
+is the response's character span. Spans become tokens through the fast tokenizer's offset mapping on the
+unexpanded text, and are then carried over to the processor's output (where each image placeholder has
+been expanded into many image tokens). Every labelled span must decode back to its text, else the sample is
+a `response_not_located` problem, never silent loss-0 training.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from vittle_cli.data.report import SampleProblem
+
+# Processor outputs aligned with input_ids (padded by the collator, cut with the sequence); all other
+# outputs (pixel_values, image_sizes, image_grid_thw, ...) describe images and are concatenated.
+SEQUENCE_KEYS = ("input_ids", "labels", "attention_mask", "token_type_ids", "mm_token_type_ids")
+IGNORE_INDEX = -100
+
+
+@dataclass
+class Rendered:
+    tensors: dict[str, torch.Tensor]  # 1-D input_ids, labels (+ other sequence keys); image tensors as given
+    truncated: bool = False
+
+
+def _template(processor, messages: list[dict], add_generation_prompt: bool) -> str:
+    try:
+        return processor.apply_chat_template(
+            messages, tokenize=False, add_generation_prompt=add_generation_prompt
+        )
+    except Exception as e:  # a template that rejects a partial conversation cannot locate responses
+        raise SampleProblem("response_not_located", f"chat template failed: {e}") from e
+
+
+def response_spans(processor, messages: list[dict]) -> tuple[str, list[tuple[int, int, int]]]:
+    """The rendered conversation and, per assistant message, (message index, char start, char end)."""
+    full = _template(processor, messages, False)
+    spans = []
+    for a, msg in enumerate(messages):
+        if msg["role"] != "assistant":
+            continue
+        prefix = _template(processor, messages[:a], True)
+        through = _template(processor, messages[: a + 1], False)
+        if not (through.startswith(prefix) and full.startswith(through)) or len(through) == len(prefix):
+            raise SampleProblem("response_not_located", f"turn {a}: generation prompt is not a prefix")
+        spans.append((a, len(prefix), len(through)))
+    return full, spans
+
+
+def _align(src: list[int], dst: list[int]) -> list[int] | None:
+    """Index in dst of each src token, walking both in order; dst may have extra tokens (expanded images)."""
+    out, j = [], 0
+    for tok in src:
+        while j < len(dst) and dst[j] != tok:
+            j += 1
+        if j == len(dst):
+            return None
+        out.append(j)
+        j += 1
+    return out
+
+
+def _norm(text: str) -> str:
+    return "".join(text.split())
+
+
+def _encode(processor, messages: list[dict], images: list) -> tuple[dict, list[list[int]]]:
+    """Processor output for the conversation and the token positions of each response."""
+    tok = processor.tokenizer
+    full, spans = response_spans(processor, messages)
+    # A template that writes the BOS token itself must not get a second one from the tokenizer.
+    add_special = not (tok.bos_token and full.startswith(tok.bos_token))
+    kwargs = {"images": images} if images else {}
+    enc = processor(text=[full], return_tensors="pt", add_special_tokens=add_special, **kwargs)
+    ids = enc["input_ids"][0].tolist()
+    plain = tok(full, return_offsets_mapping=True, add_special_tokens=add_special)
+    where = _align(plain["input_ids"], ids)
+    if where is None:
+        raise SampleProblem("response_not_located", "processor tokens do not extend the text tokens")
+    positions: list[list[int]] = [[] for _ in spans]
+    for k, (start, end) in enumerate(plain["offset_mapping"]):
+        for s, (_, lo, hi) in enumerate(spans):
+            if end > start and lo <= start < hi:
+                positions[s].append(where[k])
+    for s, (a, lo, hi) in enumerate(spans):
+        pos = positions[s]
+        decoded = tok.decode(
+            [ids[p] for p in pos], skip_special_tokens=False, clean_up_tokenization_spaces=False
+        )
+        if not pos or pos[-1] - pos[0] + 1 != len(pos) or _norm(decoded) != _norm(full[lo:hi]):
+            raise SampleProblem("response_not_located", f"turn {a}: labels decode to {decoded!r}")
+    return enc, positions
+
+
+def _to_sample(enc: dict, positions: list[list[int]]) -> dict[str, torch.Tensor]:
+    ids = enc["input_ids"][0]
+    labels = torch.full_like(ids, IGNORE_INDEX)
+    for pos in positions:
+        labels[pos] = ids[pos]
+    out = {"input_ids": ids, "labels": labels}
+    for key, value in enc.items():
+        if key in ("input_ids", "attention_mask") or not isinstance(value, torch.Tensor):
+            continue
+        out[key] = value[0] if key in SEQUENCE_KEYS else value
+    return out
+
+
+def render_conversation(processor, messages: list[dict], images: list, max_length: int) -> Rendered:
+    """Render, label and (if needed) truncate one conversation.
+
+    Longer than max_length: whole trailing turns are dropped (never part of an image span); the sample is
+    re-rendered with the images of the kept turns only.
+
+    Raises:
+        SampleProblem: response_not_located, too_long.
+    """
+    enc, positions = _encode(processor, messages, images)
+    length = enc["input_ids"].shape[1]
+    if length <= max_length:
+        return Rendered(_to_sample(enc, positions))
+    assistant_at = [i for i, m in enumerate(messages) if m["role"] == "assistant"]
+    ends = [pos[-1] + 1 for pos in positions]
+    for k in reversed(range(len(ends) - 1)):
+        if ends[k] > max_length:
+            continue
+        kept = messages[: assistant_at[k] + 1]
+        n_images = sum(c["type"] == "image" for m in kept for c in m["content"])
+        enc, positions = _encode(processor, kept, images[:n_images])
+        if enc["input_ids"].shape[1] <= max_length:
+            return Rendered(_to_sample(enc, positions), truncated=True)
+    raise SampleProblem("too_long", f"{length} tokens > data.max_length={max_length}")
+
+
+def image_token_estimate(processor) -> int:
+    """Tokens one image expands to (exact for fixed-resolution models such as LLaVA-1.5; an estimate else)."""
+    from PIL import Image
+
+    image_token = getattr(processor, "image_token", None)
+    if image_token is None:
+        return 0
+    try:
+        enc = processor(text=[image_token], images=[Image.new("RGB", (336, 336))], return_tensors="pt")
+    except Exception:  # only an estimate for length grouping: a processor that wants more context gets 0
+        return 0
+    image_id = processor.tokenizer.convert_tokens_to_ids(image_token)
+    return int((enc["input_ids"] == image_id).sum())
