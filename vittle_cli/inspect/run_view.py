@@ -1,0 +1,178 @@
+"""`vittle inspect run`: recipe summary, checkpoints, last metrics and the loss curve of a run directory."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from vittle_cli.errors import UsageError
+
+VITTLE_FILES = ("vittle_config.json", "vittle_bottleneck.safetensors")
+_CKPT = re.compile(r"^checkpoint-(\d+)$")
+
+
+@dataclass
+class CheckpointInfo:
+    name: str
+    step: int | None  # None for final/
+    kind: str  # "adapter" | "full" | "zero" | "empty"
+    has_vittle: bool
+
+
+@dataclass
+class RunReport:
+    run_dir: str
+    recipe: dict
+    checkpoints: list[CheckpointInfo] = field(default_factory=list)
+    last_metrics: dict | None = None
+    n_metric_rows: int = 0
+    loss_png: str | None = None
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+def checkpoint_kind(path: Path) -> str:
+    """What a checkpoint folder holds: a PEFT adapter, full HF weights, only ZeRO shards, or nothing."""
+    if (path / "adapter_config.json").is_file():
+        return "adapter"
+    if any(path.glob("model*.safetensors")) or any(path.glob("pytorch_model*.bin")):
+        return "full"
+    if any(p.is_dir() for p in path.glob("global_step*")):
+        return "zero"
+    return "empty"
+
+
+def list_checkpoints(run_dir: Path) -> list[CheckpointInfo]:
+    """checkpoint-N/ folders sorted by step, then final/ if present."""
+    found = []
+    for p in run_dir.iterdir():
+        m = _CKPT.match(p.name)
+        if m and p.is_dir():
+            found.append((int(m.group(1)), p))
+    found.sort()
+    if (run_dir / "final").is_dir():
+        found.append((None, run_dir / "final"))
+    return [
+        CheckpointInfo(p.name, step, checkpoint_kind(p), all((p / f).is_file() for f in VITTLE_FILES))
+        for step, p in found
+    ]
+
+
+def _recipe_summary(run_dir: Path) -> dict:
+    """The resolved recipe's key facts (validated through `load_recipe` when the schema still accepts it)."""
+    import yaml
+
+    raw = yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8")) or {}
+    try:
+        from vittle_cli.recipe import load_recipe
+
+        raw = load_recipe(run_dir / "config.yaml", []).model_dump()
+    except Exception:  # an older schema: show the file as written rather than fail the view
+        pass
+    m, d, b, t = (raw.get(k) or {} for k in ("model", "data", "bottleneck", "train"))
+    lora, qlora = t.get("lora") or {}, t.get("qlora") or {}
+    tuning = "qlora" if qlora.get("enabled") else "lora" if lora.get("enabled") else "full"
+    bn = (
+        f"{b.get('prior', 'F')} beta_v={b.get('beta_v')} beta_t={b.get('beta_t')} alpha_end={b.get('alpha_end')} "
+        f"layer_v={b.get('layer_v')} layer_t={b.get('layer_t')}"
+        if b.get("enabled", True)
+        else "off"
+    )
+    return {
+        "model": m.get("name"),
+        "data": d.get("train"),
+        "bottleneck": bn,
+        "tuning": tuning,
+        "deepspeed": t.get("deepspeed"),
+        "steps": t.get("max_steps") if t.get("max_steps") else f"{t.get('epochs')} epochs",
+        "batch": f"{t.get('per_device_batch_size')} x {t.get('gradient_accumulation_steps')} accum",
+        "lr": f"{t.get('lr')} {t.get('scheduler')}",
+        "precision": t.get("precision"),
+        "seed": t.get("seed"),
+    }
+
+
+def run_inspect_run(run: str, out: str | None = None) -> RunReport:
+    """Summarise a run directory and draw its loss curve into `out` (default RUN/inspect/loss.png).
+
+    Raises:
+        UsageError: the path is missing or is not a vittle run directory.
+    """
+    run_dir = Path(run).expanduser()
+    if not run_dir.is_dir():
+        raise UsageError(f"no such run directory: {run}")
+    if not (run_dir / "config.yaml").is_file():
+        hint = (
+            " (this looks like a model folder: use `vittle inspect model`)"
+            if (run_dir / "config.json").is_file()
+            else ""
+        )
+        raise UsageError(f"{run} is not a vittle run directory: no config.yaml{hint}")
+    report = RunReport(
+        run_dir=str(run_dir), recipe=_recipe_summary(run_dir), checkpoints=list_checkpoints(run_dir)
+    )
+    metrics = run_dir / "metrics.jsonl"
+    if metrics.is_file():
+        from vittle_cli.plots import plot_metrics, read_metrics
+
+        rows = [r for r in read_metrics(metrics) if "step" in r]
+        report.n_metric_rows = len(rows)
+        with_loss = [r for r in rows if r.get("loss") is not None]
+        report.last_metrics = (with_loss or rows or [None])[-1]
+        if rows:
+            png = Path(out).expanduser() / "loss.png" if out else run_dir / "inspect" / "loss.png"
+            report.loss_png = str(plot_metrics(metrics, png))
+    return report
+
+
+def render_run_report(report: RunReport, console) -> None:
+    """Print the report as rich tables."""
+    from rich.table import Table
+
+    head = Table(title=f"run: {report.run_dir}", show_header=False)
+    for key, value in report.recipe.items():
+        head.add_row(key, str(value))
+    console.print(head)
+    ckpts = Table(title="checkpoints")
+    for col in ("name", "step", "kind", "vittle files"):
+        ckpts.add_column(col)
+    for c in report.checkpoints:
+        ckpts.add_row(c.name, "" if c.step is None else str(c.step), c.kind, "yes" if c.has_vittle else "no")
+    if not report.checkpoints:
+        ckpts.add_row("(none yet)", "", "", "")
+    console.print(ckpts)
+    if report.last_metrics:
+        last = Table(title=f"last metrics ({report.n_metric_rows} rows)")
+        keys = [
+            k
+            for k in (
+                "step",
+                "epoch",
+                "loss",
+                "ce",
+                "kl_v",
+                "kl_t",
+                "alpha",
+                "lr",
+                "grad_norm",
+                "tokens_per_s",
+            )
+            if k in report.last_metrics
+        ]
+        for k in keys:
+            last.add_column(k, justify="right")
+        last.add_row(*[_fmt(report.last_metrics[k]) for k in keys])
+        console.print(last)
+    else:
+        console.print("no metrics.jsonl rows yet")
+    if report.loss_png:
+        console.print(f"loss curve: {report.loss_png}")
+
+
+def _fmt(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return json.dumps(value) if isinstance(value, (dict, list)) else str(value)
