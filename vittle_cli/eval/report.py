@@ -38,11 +38,13 @@ def print_table(results: dict, console=None) -> None:
     from rich.table import Table
 
     console = console or Console()
+    if not console.is_terminal:  # logs and pipes: do not squeeze variant names into 80 columns
+        console = Console(file=console.file, width=max(console.width, 132))
     table = Table(title=f"{results['suite']['name']}: {results['model']}", title_justify="left")
     for col in ("variant", "group", "n", "acc", "prec", "rec", "F1", "yes", "ambig.", "ΔF1"):
-        table.add_column(col, justify="left" if col in ("variant", "group") else "right")
+        table.add_column(col, justify="left" if col in ("variant", "group") else "right", no_wrap=True)
     for name, group, m, drop in variant_rows(results):
-        d = f"{-drop['f1'] * 100:+.1f}" if drop else ""
+        d = f"{(0.0 - drop['f1']) * 100:+.1f}" if drop else ""
         table.add_row(name, group, str(m["n"]), f"{m['accuracy'] * 100:.1f}", f"{m['precision'] * 100:.1f}",
                       f"{m['recall'] * 100:.1f}", f"{m['f1'] * 100:.1f}", f"{m['yes_ratio'] * 100:.1f}",
                       str(m["ambiguous"]), d)
@@ -50,8 +52,8 @@ def print_table(results: dict, console=None) -> None:
     if len(groups) > 1:
         table.add_section()
         for group, m in groups.items():
-            d = f"{-m['drop_f1'] * 100:+.1f}" if "drop_f1" in m else ""
-            table.add_row(f"mean {group}", group, f"{m['variants']} var.", f"{m['accuracy'] * 100:.1f}",
+            d = f"{(0.0 - m['drop_f1']) * 100:+.1f}" if "drop_f1" in m else ""
+            table.add_row(f"mean {group}", "", f"{m['variants']} var.", f"{m['accuracy'] * 100:.1f}",
                           f"{m['precision'] * 100:.1f}", f"{m['recall'] * 100:.1f}", f"{m['f1'] * 100:.1f}",
                           f"{m['yes_ratio'] * 100:.1f}", f"{m['ambiguous']:.1f}", d)
     console.print(table)
@@ -76,7 +78,7 @@ def plot_results(results: dict, out_png: Path) -> Path:
         ax.set_ylim(0, 100)
     axes[1].set_xticks(list(xs), [n for n, _, _, _ in rows], rotation=70, ha="right", fontsize=7)
     handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in GROUP_COLOURS.values()]
-    axes[0].legend(handles, list(GROUP_COLOURS), ncol=4, fontsize=8, loc="lower right")
-    axes[0].set_title(f"{results['suite']['name']}: {results['model']}", fontsize=9)
+    fig.legend(handles, list(GROUP_COLOURS), ncol=4, fontsize=8, loc="upper right")
+    fig.suptitle(f"{results['suite']['name']}: {results['model']}", fontsize=9, x=0.02, ha="left")
     fig.tight_layout()
     return save_figure(fig, out_png)
