@@ -371,3 +371,54 @@ def test_stage1_recipe_trains_the_projector_alone(tiny_parts):
         load_model_for_recipe(
             recipe.model_copy(update={"train": _recipe(train={**_lora(), "qlora": {"enabled": True}}).train})
         )
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Other families: module paths are read off the real (meta-device) module tree
+
+
+def _qwen2vl_config():
+    from transformers import Qwen2VLConfig
+
+    return Qwen2VLConfig(
+        text_config=dict(
+            hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+            num_key_value_heads=2, vocab_size=300, bos_token_id=1, eos_token_id=2,
+        ),
+        vision_config=dict(depth=2, embed_dim=32, hidden_size=64, num_heads=2, mlp_ratio=2),
+    )  # fmt: skip
+
+
+def test_quantization_skip_modules_per_family(tiny_model_dir):
+    from transformers import AutoConfig, LlavaNextConfig
+
+    from vittle_cli.model.load import quantization_skip_modules
+
+    llava = AutoConfig.from_pretrained(tiny_model_dir)
+    assert quantization_skip_modules(llava) == [
+        "model.vision_tower",
+        "model.multi_modal_projector",
+        "lm_head",
+    ]
+    assert quantization_skip_modules(_qwen2vl_config()) == ["model.visual", "model.visual.merger", "lm_head"]
+    next_config = LlavaNextConfig(text_config=llava.text_config, vision_config=llava.vision_config)
+    assert quantization_skip_modules(next_config) == [
+        "model.vision_tower", "model.multi_modal_projector", "lm_head",
+    ]  # fmt: skip
+
+
+def test_lora_targets_on_qwen2vl_skip_the_vision_tower_and_merger():
+    from transformers import AutoModelForImageTextToText
+
+    from vittle_cli.model.load import lora_target_modules
+
+    with torch.device("meta"):
+        model = AutoModelForImageTextToText.from_config(_qwen2vl_config())
+    lm = lora_target_modules(model, ["language_model"])
+    assert len(lm) == 2 * 7 and all(n.startswith("model.language_model.layers.") for n in lm)
+    assert lora_target_modules(model, ["projector"]) == [
+        "model.visual.merger.mlp.0",
+        "model.visual.merger.mlp.2",
+    ]
+    tower = lora_target_modules(model, ["vision_tower"])
+    assert tower and all(n.startswith("model.visual.blocks.") for n in tower)

@@ -328,11 +328,14 @@ def apply_lora(model: nn.Module, recipe: Recipe) -> nn.Module:
     roots = component_roots(model)
     to_save = list(roots.get("bottleneck", []))
     for component, trains in (
-        ("projector", recipe.model.train_projector),
         ("vision_tower", recipe.model.train_vision_tower),
+        ("projector", recipe.model.train_projector),
     ):
         if trains and component not in lora.targets:
-            to_save += roots.get(component, [])
+            # A projector inside the vision tower (Qwen2-VL's visual.merger) is already in its copy.
+            to_save += [
+                p for p in roots.get(component, []) if not any(p.startswith(f"{s}.") for s in to_save)
+            ]
     config = LoraConfig(
         r=lora.r,
         lora_alpha=lora.alpha,
