@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import shlex
-import subprocess
 import sys
 from dataclasses import dataclass
 
@@ -61,7 +59,6 @@ def run_train_command(
     from rich.console import Console
 
     from vittle_cli.recipe import load_recipe
-    from vittle_cli.train.launch import build_launch_command, is_distributed_child
     from vittle_cli.train.rundir import prepare_run_dir, resolve_resume, run_dir_for
 
     console = console or Console(stderr=True)
@@ -70,8 +67,12 @@ def run_train_command(
     if overwrite and resume:
         raise UsageError("--overwrite and --resume contradict each other; pass only one")
     run_dir = run_dir_for(recipe.output.dir, recipe.output.run_name, recipe_path)
-    relaunch = launch.wants_launch and not is_distributed_child()
+    relaunch = False
     command = None
+    if launch.wants_launch:
+        from vittle_cli.train.launch import build_launch_command, is_distributed_child
+
+        relaunch = not is_distributed_child()
     if relaunch:
         command = build_launch_command(
             child_argv(recipe_path, overrides, run_dir.name, resume=resume, overwrite=overwrite),
@@ -93,8 +94,9 @@ def run_train_command(
     checkpoint = resolve_resume(run_dir, resume)
     prepare_run_dir(run_dir, overwrite=overwrite, resume=checkpoint is not None, is_main=False)
     if relaunch:
-        console.print(f"launching: {shlex.join(command)}", highlight=False, soft_wrap=True)
-        return subprocess.call(command)
+        from vittle_cli.train.launch import run_launch
+
+        return run_launch(command, console=console)
 
     from vittle_cli.train.run import run_train
 

@@ -61,10 +61,6 @@ def _checkpointing_args(enabled: bool) -> dict:
     return {prefix: True, f"{prefix}_kwargs": {"use_reentrant": False}}
 
 
-def _is_zero3(ds_config: dict | None) -> bool:
-    return bool(ds_config) and ds_config.get("zero_optimization", {}).get("stage") == 3
-
-
 def build_training_arguments(recipe, run_dir: Path, ds_config: dict | None, world: WorldInfo):
     """transformers.TrainingArguments for a recipe (vittle does its own progress, TensorBoard dir, saving)."""
     import torch
@@ -178,6 +174,7 @@ def run_train(
         RichProgressCallback,
         truncate_metrics,
     )
+    from vittle_cli.train.deepspeed import zero_stage
     from vittle_cli.train.trainer import VittleTrainer
 
     if overwrite and resume:
@@ -190,8 +187,9 @@ def run_train(
 
     ds_config = None
     if recipe.train.deepspeed:
-        from vittle_cli.train.deepspeed import resolve_deepspeed_config
+        from vittle_cli.train.deepspeed import require_deepspeed, resolve_deepspeed_config
 
+        require_deepspeed()
         ds_config = resolve_deepspeed_config(recipe.train.deepspeed)
     _init_distributed(ds_config, world)
     args = build_training_arguments(recipe, run_dir, ds_config, world)
@@ -230,7 +228,7 @@ def run_train(
         processing_class=processor,
         callbacks=callbacks,
         train_sampler=_train_sampler(recipe, dataset, args, world),
-        zero3=_is_zero3(ds_config),
+        zero3=ds_config is not None and zero_stage(ds_config) == 3,
     )
     try:
         output = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)

@@ -23,8 +23,9 @@ from transformers.trainer_callback import PrinterCallback, ProgressCallback
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, rotate_checkpoints
 from transformers.utils import logging as hf_logging
 
-from vittle_cli.model.attach import get_bottleneck
-from vittle_cli.model.checkpoint import save_vittle, strip_vittle_keys
+from vittle_cli.errors import ModelError
+from vittle_cli.model.attach import BOTTLENECK_ATTR, get_bottleneck
+from vittle_cli.model.checkpoint import load_vittle_weights, save_vittle, strip_vittle_keys
 from vittle_cli.model.loss import vittle_loss
 from vittle_cli.train.metrics import LossMeter
 from vittle_cli.train.rundir import STAGING_DIR
@@ -183,6 +184,32 @@ class VittleTrainer(Trainer):
             save_vittle(self.model, output_dir)
         elif self.args.should_save:
             save_vittle(self.model, output_dir, state_dict=state_dict)
+
+    def _load_from_checkpoint(self, resume_from_checkpoint: str, model=None) -> None:
+        """Restore model weights for --resume, including the bottleneck (kept in its own file).
+
+        transformers 5.x saves LLaVA-style models in their original key layout, which Trainer's raw
+        load_state_dict cannot map back (every key is silently missed), so plain models are re-read with
+        from_pretrained and copied over. PEFT adapters load the usual way.
+        """
+        from transformers import PreTrainedModel
+
+        model = model if model is not None else self.model
+        if isinstance(model, PreTrainedModel) and not self.is_fsdp_enabled:
+            ref = next(model.parameters())
+            fresh = type(model).from_pretrained(resume_from_checkpoint, dtype=ref.dtype)
+            result = model.load_state_dict(fresh.state_dict(), strict=False)
+            del fresh
+            missing = [k for k in result.missing_keys if not k.startswith(BOTTLENECK_ATTR + ".")]
+            if missing or result.unexpected_keys:
+                raise ModelError(
+                    f"checkpoint {resume_from_checkpoint} does not fit this model (missing {missing[:3]}, "
+                    f"unexpected {result.unexpected_keys[:3]}); resume with the recipe that wrote it"
+                )
+        else:
+            super()._load_from_checkpoint(resume_from_checkpoint, model)
+        if get_bottleneck(model) is not None:
+            load_vittle_weights(model, resume_from_checkpoint)
 
     def _save_checkpoint(self, model, trial) -> None:
         """Trainer's checkpoint, written under .staging/ and renamed to checkpoint-N when complete."""
