@@ -1,0 +1,150 @@
+"""run_eval with a fake model: caching, resume, no model work on rerun, results.json, compare."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+from rich.console import Console
+
+from vittle_cli.errors import UsageError
+from vittle_cli.eval.compare import run_compare
+from vittle_cli.eval.runner import run_eval
+
+LIMIT = 2
+VARIANTS = [
+    {"name": "clean", "group": "clean"},
+    {"group": "visual", "visual": {"name": "contrast", "severity": 3}},
+    {"group": "text", "text": {"name": "word_swap", "rate": 3}},
+    {"group": "joint", "visual": {"name": "contrast", "severity": 3}, "text": {"name": "word_swap", "rate": 3}},
+]
+
+
+class FakeModel:
+    """Counts calls; answers from a hash of the prompt, so answers differ across variants."""
+
+    def __init__(self):
+        self.loads = 0
+        self.requests = []
+
+    def load(self, model, *, base=None, dtype="float32", device="cpu"):
+        self.loads += 1
+        return object(), object()
+
+    def generate(self, model, processor, requests, *, batch_size=16, max_new_tokens=8, on_progress=None):
+        self.requests += list(requests)
+        answers = ["Yes" if hashlib.sha256(r.text.encode()).digest()[0] % 2 else "No, there is not."
+                   for r in requests]
+        if on_progress:
+            on_progress(len(requests))
+        return answers
+
+
+@pytest.fixture()
+def suite_file(tmp_path) -> Path:
+    p = tmp_path / "mini.yaml"
+    p.write_text(yaml.safe_dump({"name": "mini", "description": "test suite", "data": "builtin:shapes",
+                                 "seed": 3, "variants": VARIANTS}))
+    return p
+
+
+def _run(suite_file, out, fake, **kw):
+    return run_eval(str(suite_file), "fake-model", out=out, limit=LIMIT, batch_size=2, generate=fake.generate,
+                    load_model=fake.load, cache_dir=out.parent / "img-cache", console=Console(quiet=True), **kw)
+
+
+def _lines(path: Path) -> list[dict]:
+    return [json.loads(x) for x in path.read_text().splitlines()]
+
+
+def test_full_run_writes_results_and_groups_requests(suite_file, tmp_path):
+    fake, out = FakeModel(), tmp_path / "ev"
+    res = _run(suite_file, out, fake)
+    n_questions = 3 * LIMIT
+    assert fake.loads == 1 and len(fake.requests) == 4 * n_questions
+    for r in fake.requests:  # one image object per (variant, image) group
+        same = [o for o in fake.requests if o.group == r.group]
+        assert all(o.image is r.image for o in same)
+    assert {r.group[0] for r in fake.requests} == {"clean", "contrast@3", "word_swap@3", "contrast@3+word_swap@3"}
+
+    doc = json.loads((out / "results.json").read_text())
+    assert doc == res
+    assert doc["suite"]["name"] == "mini" and doc["suite"]["seed"] == 3
+    assert doc["prompt_suffix"] == "\nAnswer the question using a single word or phrase."
+    assert [v["name"] for v in doc["variants"]] == ["clean", "contrast@3", "word_swap@3", "contrast@3+word_swap@3"]
+    assert doc["variants"][3]["visual"] == {"name": "contrast", "severity": 3}
+    assert doc["limit_per_split"] == LIMIT and doc["questions_per_variant"] == n_questions
+    assert set(doc["metrics"]["clean"]["splits"]) == {"adversarial", "popular", "random"}
+    assert doc["metrics"]["clean"]["all"]["n"] == n_questions
+    assert set(doc["summary"]["groups"]) == {"clean", "visual", "text", "joint"}
+    assert doc["versions"]["vittle"]
+    preds = _lines(out / "predictions.jsonl")
+    assert len(preds) == 4 * n_questions
+    clean_f1 = doc["metrics"]["clean"]["all"]["f1"]
+    assert doc["summary"]["drops"]["word_swap@3"]["f1"] == pytest.approx(
+        clean_f1 - doc["metrics"]["word_swap@3"]["all"]["f1"])
+    assert (out / "results.png").stat().st_size > 1000
+
+
+def test_rerun_makes_no_model_calls_and_needs_overwrite(suite_file, tmp_path):
+    out = tmp_path / "ev"
+    first = _run(suite_file, out, FakeModel())
+    with pytest.raises(UsageError, match="--overwrite"):
+        _run(suite_file, out, FakeModel())
+    fake = FakeModel()
+    again = _run(suite_file, out, fake, overwrite=True)
+    assert fake.loads == 0 and fake.requests == []
+    assert again["metrics"] == first["metrics"]
+
+
+def test_resume_makes_only_the_missing_calls(suite_file, tmp_path):
+    full = _run(suite_file, tmp_path / "full", FakeModel())
+    out = tmp_path / "ev"
+    _run(suite_file, out, FakeModel())
+    (out / "results.json").unlink()  # as if the run was interrupted before the end...
+    pred = out / "predictions.jsonl"
+    lines = pred.read_text().splitlines()
+    pred.write_text("\n".join(lines[:9]) + "\n" + lines[9][:25])  # ...mid-way through writing line 10
+    fake = FakeModel()
+    res = _run(suite_file, out, fake)
+    assert len(fake.requests) == len(lines) - 9
+    recs = _lines(pred)
+    assert len(recs) == len(lines) and len({(r["variant"], r["question_id"]) for r in recs}) == len(lines)
+    assert res["metrics"] == full["metrics"]
+
+
+def test_cache_of_another_eval_is_never_mixed_in(suite_file, tmp_path):
+    out = tmp_path / "ev"
+    _run(suite_file, out, FakeModel())
+    (out / "results.json").unlink()
+    with pytest.raises(UsageError, match="max_new_tokens differ"):
+        _run(suite_file, out, FakeModel(), max_new_tokens=3)
+    fake = FakeModel()
+    _run(suite_file, out, fake, max_new_tokens=3, overwrite=True)
+    assert len(fake.requests) == 4 * 3 * LIMIT
+
+
+def test_larger_limit_reuses_cached_answers(suite_file, tmp_path):
+    out = tmp_path / "ev"
+    _run(suite_file, out, FakeModel())
+    fake = FakeModel()
+    run_eval(str(suite_file), "fake-model", out=out, limit=LIMIT + 1, generate=fake.generate, load_model=fake.load,
+             overwrite=True, cache_dir=tmp_path / "img-cache", console=Console(quiet=True))
+    assert len(fake.requests) == 4 * 3  # one more question per split, for each variant
+
+
+def test_compare_reports_deltas(suite_file, tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    ra = _run(suite_file, a, FakeModel())
+    rb = _run(suite_file, b, FakeModel(), max_new_tokens=4)  # same answers, another fingerprint
+    doc = run_compare([str(a), str(b / "results.json")], out=tmp_path / "cmp", console=Console(quiet=True))
+    assert doc["variants"] == [v["name"] for v in ra["variants"]]
+    assert doc["values"][1][0] == rb["metrics"]["clean"]["all"]["f1"]
+    assert (tmp_path / "cmp" / "compare.png").is_file() and (tmp_path / "cmp" / "compare.json").is_file()
+    with pytest.raises(UsageError, match="at least two"):
+        run_compare([str(a)])
+    with pytest.raises(UsageError, match="no results at"):
+        run_compare([str(a), str(tmp_path / "nothing")])
