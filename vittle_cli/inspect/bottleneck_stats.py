@@ -69,7 +69,10 @@ class _Accumulator:
         self, h: torch.Tensor, mu: torch.Tensor, raw_logvar: torch.Tensor, kl: torch.Tensor, alpha: float
     ):
         logvar = raw_logvar.clamp(-self.clamp, self.clamp)
-        self.hist += torch.histc(logvar.double(), bins=_BINS, min=-self.clamp, max=self.clamp)
+        # clamp again in float64: float32(2.3025) lies just above the float64 bound and histc would drop it
+        self.hist += torch.histc(
+            logvar.double().clamp(-self.clamp, self.clamp), bins=_BINS, min=-self.clamp, max=self.clamp
+        )
         self.tokens += h.shape[0]
         self.elements += logvar.numel()
         s = self.sums
