@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import difflib
 import os
-import re
 import tempfile
 import types
 import typing
@@ -459,17 +458,11 @@ def _parse_value(raw: str, annotation: Any) -> Any:
         value = yaml.safe_load(raw)
     except yaml.YAMLError:
         return raw  # validation reports it against the field's type
-    # YAML 1.1 reads 1e-4 as a string (it wants a dot); numbers are meant here.
-    if isinstance(value, str) and float in allowed and _looks_numeric(value):
-        return float(value)
+    # YAML 1.1 reads 1e-4 as the string '1e-4'; pydantic's lax mode turns it into a float for float fields
+    # (from files and overrides alike), and still rejects 'oops'.
+    if list in allowed and value is not None and not isinstance(value, list):
+        return [value]  # `output.report_to=none` means [none]
     return value
-
-
-_NUMERIC = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
-
-
-def _looks_numeric(text: str) -> bool:
-    return bool(_NUMERIC.match(text.strip()))
 
 
 def _plain_types(annotation: Any) -> set[type]:

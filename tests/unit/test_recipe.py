@@ -61,6 +61,7 @@ def test_file_values_and_overrides_with_coercion(tmp_path):
             "output.run_name=2024",  # a name field keeps the text
             "output.save_total_limit=null",
             "model.revision=yes",
+            "output.report_to=none",  # a single value for a list field
         ],
     )
     assert r.train.lr == pytest.approx(1e-4) and isinstance(r.train.lr, float)
@@ -69,7 +70,7 @@ def test_file_values_and_overrides_with_coercion(tmp_path):
     assert r.train.lora.targets == ["language_model", "projector"]
     assert r.train.max_steps == 50 and r.bottleneck.layer_v == -3
     assert r.output.run_name == "2024" and r.output.save_total_limit is None
-    assert r.model.revision == "yes"
+    assert r.model.revision == "yes" and r.output.report_to == ["none"]
 
 
 def test_yaml_file_float_without_dot_is_a_number(tmp_path):
