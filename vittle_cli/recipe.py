@@ -395,11 +395,15 @@ def load_recipe(path: str | os.PathLike, overrides: list[str] | None = None) -> 
         key = _apply_override(data, item, problems)
         if key is not None:
             from_override[key] = item
+    recipe = None
     if file is not None or data:
-        problems.extend(_validation_problems(data, from_override))
-    if problems:
+        try:
+            recipe = Recipe.model_validate(data)
+        except ValidationError as e:
+            problems.extend(line for err in e.errors() for line in _describe(err, from_override))
+    if problems or recipe is None:
         raise RecipeError(problems, source=source)
-    return Recipe.model_validate(data)
+    return recipe
 
 
 def _read_yaml(file: Path, problems: list[str]) -> dict[str, Any]:
@@ -416,12 +420,13 @@ def _read_yaml(file: Path, problems: list[str]) -> dict[str, Any]:
         return {}
     if loaded is None:
         return {}
-    if not isinstance(loaded, dict):
-        problems.append(
-            f"the recipe must be a mapping with sections {', '.join(SECTIONS)}, got {type(loaded).__name__}"
-        )
-        return {}
-    return loaded
+    if isinstance(loaded, dict):
+        # An empty section (`train:` with nothing under it) means its defaults.
+        return {key: value for key, value in loaded.items() if not (key in SECTIONS and value is None)}
+    problems.append(
+        f"the recipe must be a mapping with sections {', '.join(SECTIONS)}, got {type(loaded).__name__}"
+    )
+    return {}
 
 
 def _apply_override(data: dict[str, Any], item: str, problems: list[str]) -> str | None:
@@ -516,14 +521,6 @@ _EXPECTED = {
     "model_attributes_type": "a mapping", "dict_type": "a mapping",
 }  # fmt: skip
 _BOUNDS = {"greater_than_equal": ">=", "greater_than": ">", "less_than_equal": "<=", "less_than": "<"}
-
-
-def _validation_problems(data: dict[str, Any], from_override: dict[str, str]) -> list[str]:
-    try:
-        Recipe.model_validate(data)
-    except ValidationError as e:
-        return [line for err in e.errors() for line in _describe(err, from_override)]
-    return []
 
 
 def _describe(err: dict[str, Any], from_override: dict[str, str]) -> list[str]:

@@ -44,8 +44,9 @@ def test_defaults_match_the_paper_setup():
     assert r.output.report_to == ["tensorboard"] and r.data.max_length == 2048
 
 
-def test_empty_file_gives_defaults(tmp_path):
+def test_empty_file_and_empty_sections_give_defaults(tmp_path):
     assert load_recipe(write(tmp_path, "")) == Recipe()
+    assert load_recipe(write(tmp_path, "model:\ntrain:\n")) == Recipe()
 
 
 def test_file_values_and_overrides_with_coercion(tmp_path):
