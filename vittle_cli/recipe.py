@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 import tempfile
 import types
 import typing
@@ -294,7 +295,8 @@ def _is_recipe_file(path: Path, root: Path) -> bool:
 
 
 def _leading_comment(path: Path) -> str:
-    """The recipe's leading comment as one line, without the `# vittle ...` command line."""
+    """The recipe's leading comment as one line, without the `# vittle ...` command line: what the recipe
+    does first, its `Hardware: ...` sentence last (so a shortened listing still says what it is)."""
     lines = []
     for line in path.read_text(encoding="utf-8").splitlines():
         if not line.startswith("#"):
@@ -302,7 +304,9 @@ def _leading_comment(path: Path) -> str:
         text = line.lstrip("#").strip()
         if text and not text.startswith("vittle "):
             lines.append(text)
-    return " ".join(lines)
+    sentences = re.split(r"(?<!e\.g\.)(?<!i\.e\.)(?<=\.)\s+(?=[A-Z])", " ".join(lines))
+    sentences.sort(key=lambda text: text.startswith("Hardware:"))  # stable: keeps the order otherwise
+    return " ".join(sentences)
 
 
 def shipped_recipes() -> list[tuple[str, Path, str]]:

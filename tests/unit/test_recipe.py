@@ -198,6 +198,21 @@ def test_shipped_names_and_descriptions():
     assert load_recipe("tiny") == load_recipe(recipes_dir() / "tiny.yaml")
 
 
+def test_description_puts_purpose_before_hardware(tmp_path, monkeypatch):
+    root = tmp_path / "recipes"
+    (root / "suites").mkdir(parents=True)
+    (root / "suites" / "s.yaml").write_text("# not a recipe\n")
+    (root / "big").mkdir()
+    (root / "big" / "r.yaml").write_text(
+        "# vittle train recipes/big/r.yaml\n# Hardware: 8 GPUs, e.g. A100s; a day. Trains\n# the big one.\n# Slowly.\nmodel: {}\n# no\n"
+    )
+    monkeypatch.setattr("vittle_cli.recipe.recipes_dir", lambda: root)
+    assert shipped_recipes() == [
+        ("big/r", root / "big" / "r.yaml", "Trains the big one. Slowly. Hardware: 8 GPUs.")
+    ]
+    assert resolve_recipe_path("big/r") == root / "big" / "r.yaml"
+
+
 def test_copy_recipe_refuses_to_overwrite(tmp_path):
     target = copy_recipe("tiny", tmp_path)
     assert (
