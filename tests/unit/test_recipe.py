@@ -208,7 +208,7 @@ def test_description_puts_purpose_before_hardware(tmp_path, monkeypatch):
     )
     monkeypatch.setattr("vittle_cli.recipe.recipes_dir", lambda: root)
     assert shipped_recipes() == [
-        ("big/r", root / "big" / "r.yaml", "Trains the big one. Slowly. Hardware: 8 GPUs.")
+        ("big/r", root / "big" / "r.yaml", "Trains the big one. Slowly. Hardware: 8 GPUs, e.g. A100s; a day.")
     ]
     assert resolve_recipe_path("big/r") == root / "big" / "r.yaml"
 
