@@ -241,6 +241,4 @@ def test_every_field_is_described():
 
 def test_docs_hold_the_current_reference_table():
     docs = (REPO / "docs" / "recipes.md").read_text()
-    assert recipe_reference_markdown() in docs, (
-        "docs/recipes.md is stale: paste recipe_reference_markdown() in"
-    )
+    assert recipe_reference_markdown() in docs, "docs/recipes.md is stale: run `make docs`"
