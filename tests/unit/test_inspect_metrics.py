@@ -45,3 +45,16 @@ def test_pca_shared_frame_separates_shifted_set():
 def test_pca_degenerate_single_feature():
     (p,) = pca_2d(np.arange(5.0).reshape(5, 1))
     assert p.shape == (5, 2) and np.all(p[:, 1] == 0)
+
+
+def test_pca_matches_sklearn_up_to_sign():
+    from sklearn.decomposition import PCA
+
+    rng = np.random.default_rng(4)
+    a, b = rng.normal(size=(30, 6)) * [5, 3, 1, 1, 1, 1], rng.normal(size=(20, 6)) + 1
+    pa, pb = pca_2d(a, b)
+    ref = PCA(n_components=2).fit_transform(np.concatenate([a, b]))
+    got = np.concatenate([pa, pb])
+    for k in range(2):
+        sign = np.sign(got[:, k] @ ref[:, k])
+        np.testing.assert_allclose(sign * got[:, k], ref[:, k], atol=1e-9)

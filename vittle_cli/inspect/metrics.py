@@ -99,12 +99,12 @@ def pca_2d(*sets) -> list[np.ndarray]:
     Fitting on the union puts clean and shifted points in one shared frame (Fig. 1b). Returns one (n_i, 2)
     array per set; with fewer than two usable components the missing axis is zero.
     """
-    from sklearn.decomposition import PCA
-
     arrays = [_as_float64(s) for s in sets]
     union = np.concatenate(arrays, axis=0)
-    k = min(2, union.shape[0], union.shape[1])
-    proj = PCA(n_components=k, svd_solver="full").fit_transform(union) if union.shape[0] > 1 else union[:, :0]
+    centred = union - union.mean(axis=0, keepdims=True)
+    # principal axes = right singular vectors of the centred data (what sklearn's PCA computes)
+    _, _, vt = np.linalg.svd(centred, full_matrices=False)
+    proj = centred @ vt[:2].T
     if proj.shape[1] < 2:
         proj = np.pad(proj, ((0, 0), (0, 2 - proj.shape[1])))
     splits = np.cumsum([a.shape[0] for a in arrays])[:-1]
