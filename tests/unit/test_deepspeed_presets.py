@@ -10,7 +10,7 @@ from vittle_cli.errors import UsageError
 from vittle_cli.recipe import DEEPSPEED_PRESETS, load_recipe, recipes_dir
 from vittle_cli.train.deepspeed import presets_dir, resolve_deepspeed_config, zero_stage
 
-AUTO_KEYS = ("train_micro_batch_size_per_gpu", "train_batch_size", "gradient_accumulation_steps")
+AUTO_KEYS = ("train_micro_batch_size_per_gpu", "gradient_accumulation_steps", "gradient_clipping")
 
 
 @pytest.mark.parametrize(("name", "stage"), [("zero2", 2), ("zero3", 3), ("zero3_offload", 3)])
@@ -18,6 +18,9 @@ def test_presets_resolve(name, stage):
     config = resolve_deepspeed_config(name)
     assert zero_stage(config) == stage
     assert "optimizer" not in config and "scheduler" not in config  # Trainer builds torch AdamW + schedule
+    # DeepSpeed derives the global batch from micro batch x accumulation x its own world size; an "auto"
+    # value would be filled from TrainingArguments.world_size, which can still read 1 at that point.
+    assert "train_batch_size" not in config
     for key in AUTO_KEYS:
         assert config[key] == "auto", key
     assert config["bf16"]["enabled"] == "auto" and config["fp16"]["enabled"] == "auto"
@@ -43,7 +46,6 @@ def test_presets_are_valid_deepspeed_configs(name):
     config = resolve_deepspeed_config(name)
     filled = json.loads(
         json.dumps(config)
-        .replace('"train_batch_size": "auto"', '"train_batch_size": 8')
         .replace('"train_micro_batch_size_per_gpu": "auto"', '"train_micro_batch_size_per_gpu": 4')
         .replace('"gradient_accumulation_steps": "auto"', '"gradient_accumulation_steps": 2')
         .replace('"gradient_clipping": "auto"', '"gradient_clipping": 1.0')

@@ -1,7 +1,7 @@
 """DeepSpeed configs: the shipped ZeRO presets (recipes/deepspeed/*.json) or a user's JSON file.
 
-The presets leave batch sizes, accumulation, clipping and precision to the Trainer ("auto") and carry no
-"optimizer" block, so the Trainer builds torch AdamW: an optimizer block makes DeepSpeed JIT-compile its
+The presets leave the micro batch, accumulation, clipping and precision to the Trainer ("auto"), omit
+train_batch_size (DeepSpeed derives it from its own world size) and carry no "optimizer" block, so the Trainer builds torch AdamW: an optimizer block makes DeepSpeed JIT-compile its
 fused/CPU Adam at start-up (about 35 s on CPU). On GPUs you may add one to a copy of a preset.
 """
 

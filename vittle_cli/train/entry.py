@@ -88,7 +88,7 @@ def run_train_command(
         from vittle_cli.train.dryrun import build_plan, print_plan
 
         plan = build_plan(recipe, world_size=launch.world_size, launch_command=command)
-        print_plan(plan, Console(highlight=False))
+        print_plan(plan, Console(highlight=False, soft_wrap=True))
         return 0
     # Fail fast, before any process starts: the run directory and the checkpoint to resume.
     checkpoint = resolve_resume(run_dir, resume)
@@ -100,7 +100,11 @@ def run_train_command(
 
     from vittle_cli.train.run import run_train
 
-    result = run_train(recipe, recipe_path=recipe_path, resume=resume, overwrite=overwrite, console=console)
+    argv = ["vittle", "train", recipe_path, *overrides]
+    argv += (["--resume", resume] if resume else []) + (["--overwrite"] if overwrite else [])
+    result = run_train(
+        recipe, recipe_path=recipe_path, resume=resume, overwrite=overwrite, console=console, command=argv
+    )
     from vittle_cli.train.plan import WorldInfo
 
     if WorldInfo.from_env().is_main:

@@ -147,6 +147,7 @@ def run_train(
     resume: str | None = None,
     overwrite: bool = False,
     console=None,
+    command: list[str] | None = None,
 ) -> TrainResult:
     """Train one run described by `recipe` into output.dir/run_name.
 
@@ -156,6 +157,7 @@ def run_train(
         resume: None, "latest", or a checkpoint-N path.
         overwrite: remove an existing run directory first.
         console: rich Console for the progress display (stderr by default).
+        command: the command line to record in run_info.json (default: this process's argv).
     Raises:
         UsageError: the run directory exists (without --resume/--overwrite) or has nothing to resume.
     """
@@ -203,6 +205,7 @@ def run_train(
                     seed=recipe.train.seed,
                     world_size=world.world_size,
                     resumed_from=checkpoint and str(checkpoint),
+                    command=command,
                 ),
             )
             if checkpoint is not None:

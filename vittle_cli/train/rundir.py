@@ -109,8 +109,11 @@ def _version(dist: str) -> str | None:
         return None
 
 
-def run_info(*, seed: int, world_size: int, resumed_from: str | None) -> dict:
-    """What produced this run: versions, command line, seed, world size, host, start time."""
+def run_info(
+    *, seed: int, world_size: int, resumed_from: str | None, command: list[str] | None = None
+) -> dict:
+    """What produced this run: versions, command line (default: this process's), seed, world size, host,
+    start time."""
     from vittle_cli import __version__
 
     return {
@@ -121,7 +124,7 @@ def run_info(*, seed: int, world_size: int, resumed_from: str | None) -> dict:
         "peft": _version("peft"),
         "deepspeed": _version("deepspeed"),
         "bitsandbytes": _version("bitsandbytes"),
-        "command": [Path(sys.argv[0]).name, *sys.argv[1:]],
+        "command": command or [Path(sys.argv[0]).name, *sys.argv[1:]],
         "seed": seed,
         "world_size": world_size,
         "hostname": platform.node(),
