@@ -17,8 +17,8 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset
 
-from vittle_cli.data.conversation import Conversation, check_image_paths, load_images, parse_row
-from vittle_cli.data.render import image_token_estimate, render_conversation
+from vittle_cli.data.conversation import Conversation, check_image_paths, load_images, parse_row, sample_id
+from vittle_cli.data.render import image_token_estimate, render_conversation, template_text
 from vittle_cli.data.report import DataReport, SampleProblem, problem_error
 from vittle_cli.data.sources import Source, load_source
 from vittle_cli.errors import DataError
@@ -106,7 +106,10 @@ def _length_model(processor, convs: list[Conversation]) -> tuple[float, float]:
     if not chars:
         return 0.25, 0.0
     ratio = sum(len(ids) for ids in tok(texts, add_special_tokens=False)["input_ids"]) / chars
-    rendered = [processor.apply_chat_template(conv.messages, tokenize=False) for conv in convs]
+    try:
+        rendered = [template_text(processor, conv.messages) for conv in convs]
+    except SampleProblem:  # such samples are counted when they are read; the estimate just gets cruder
+        return ratio, 0.0
     total = sum(len(ids) for ids in tok(rendered)["input_ids"])
     n_messages = sum(len(conv.messages) for conv in convs)
     return ratio, max(0.0, (total - ratio * chars) / n_messages)
@@ -143,9 +146,9 @@ def build_dataset(
             conv = parse_row(row, source.form, index)
             check_image_paths(conv, source.image_root)
         except SampleProblem as problem:
-            sid = row.get("id") or str(index)
-            report.record(problem.kind, str(sid))
-            first_error = first_error or problem_error(str(sid), problem)
+            sid = sample_id(row, index)
+            report.record(problem.kind, sid)
+            first_error = first_error or problem_error(sid, problem)
             continue
         rows.append(index)
         ids.append(conv.id)

@@ -29,7 +29,12 @@ class Rendered:
     truncated: bool = False
 
 
-def _template(processor, messages: list[dict], add_generation_prompt: bool) -> str:
+def template_text(processor, messages: list[dict], add_generation_prompt: bool = False) -> str:
+    """The conversation rendered by the processor's chat template (as text, images as placeholders).
+
+    Raises:
+        SampleProblem: response_not_located, when the template rejects the messages.
+    """
     try:
         return processor.apply_chat_template(
             messages, tokenize=False, add_generation_prompt=add_generation_prompt
@@ -40,13 +45,13 @@ def _template(processor, messages: list[dict], add_generation_prompt: bool) -> s
 
 def response_spans(processor, messages: list[dict]) -> tuple[str, list[tuple[int, int, int]]]:
     """The rendered conversation and, per assistant message, (message index, char start, char end)."""
-    full = _template(processor, messages, False)
+    full = template_text(processor, messages, False)
     spans = []
     for a, msg in enumerate(messages):
         if msg["role"] != "assistant":
             continue
-        prefix = _template(processor, messages[:a], True)
-        through = _template(processor, messages[: a + 1], False)
+        prefix = template_text(processor, messages[:a], True)
+        through = template_text(processor, messages[: a + 1], False)
         if not (through.startswith(prefix) and full.startswith(through)) or len(through) == len(prefix):
             raise SampleProblem("response_not_located", f"turn {a}: generation prompt is not a prefix")
         spans.append((a, len(prefix), len(through)))

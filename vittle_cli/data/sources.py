@@ -143,7 +143,10 @@ def load_source(spec: str, image_root: str | None = None, cache_dir: Path | None
 
     path = Path(spec).expanduser()
     if not path.exists():
-        raise DataError(f"data source {spec}: no such file or folder; check data.train / data.eval")
+        raise DataError(
+            f"data source {spec}: no such file or folder; check data.train / data.eval (a hub data set must be "
+            "downloaded first, e.g. with datasets' load_dataset(...).save_to_disk(folder))"
+        )
     if path.is_dir():
         import datasets
 
