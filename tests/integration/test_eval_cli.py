@@ -68,6 +68,9 @@ def test_eval_usage_errors(capsys):
     assert run_main(["eval", "--suite", "pope-shift", "--model", "builtin:tiny-llava"]) == 2
     assert "--pope-root" in capsys.readouterr().err
     assert run_main(["eval", "--model", "builtin:tiny-llava"]) == 2
+    assert run_main(["eval", "--suite", "shapes", "--model", "builtin:tiny-llava", "--dtype", "float8"]) == 2
+    assert "--dtype must be one of" in capsys.readouterr().err
+    assert run_main(["eval", "compare", "only-one"]) == 2
     assert run_main(["eval", "--suite", "pope", "--model", "x", "--questions", "/nonexistent/q.jsonl",
                      "--labels-dir", "/nonexistent", "--image-root", "/nonexistent"]) == 1
     assert "POPE labels folder not found" in capsys.readouterr().err

@@ -24,6 +24,7 @@ from vittle_cli.eval.report import plot_results, print_table, versions
 
 RESULTS = "results.json"
 CHART = "results.png"
+DTYPES = ("float32", "bfloat16", "float16", "auto")
 CHUNK_BATCHES = 4  # questions handed to the generator at a time = batch_size x this (bounds memory)
 
 
@@ -36,7 +37,7 @@ def default_out_dir(model: str, suite_name: str) -> Path:
 def _fingerprint(suite: Suite, model: str, max_new_tokens: int, base: str | None) -> dict:
     """What the cached answers depend on. Limit and batch size are left out: they change which answers
     exist or how fast they come, not what any one answer is."""
-    spec = suite.model_dump(mode="json", exclude={"description", "metrics", "data"})
+    spec = suite.model_dump(mode="json", exclude={"description", "metrics"})
     digest = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
     return {"model": str(model), "base": base, "suite": suite.name, "suite_sha": digest,
             "max_new_tokens": max_new_tokens}
@@ -93,6 +94,8 @@ def run_eval(suite: str | Suite, model: str, *, out: Path | None = None, batch_s
     suite = suite.with_data(data_vars, **(pope_files or {}))
     if limit is not None and limit < 1:
         raise UsageError(f"--limit must be at least 1 (got {limit})")
+    if dtype not in DTYPES:
+        raise UsageError(f"--dtype must be one of {', '.join(DTYPES)} (got {dtype!r})")
     if batch_size < 1:
         raise UsageError(f"--batch-size must be at least 1 (got {batch_size})")
     max_new_tokens = max_new_tokens or suite.max_new_tokens
