@@ -132,22 +132,38 @@ def _merge_adapter(folder: Path, base: str):
 
 
 def _consolidate_zero(folder: Path, base: str | None, recipe: dict):
-    """(model, processor) rebuilt from a ZeRO checkpoint's shards (zero_to_fp32), LoRA merged if any."""
+    """(model, processor) rebuilt from a ZeRO checkpoint's shards (zero_to_fp32), bottleneck attached.
+
+    The architecture comes from the checkpoint's config.json (else the base model); every weight, the
+    bottleneck's included, comes from the shards, and every one must fit.
+    """
+    import torch
     from deepspeed.utils.zero_to_fp32 import get_fp32_state_dict_from_zero_checkpoint
-    from transformers import AutoProcessor
+    from transformers import AutoConfig, AutoModelForImageTextToText, AutoProcessor
 
     from vittle_cli.model.attach import attach_bottleneck
     from vittle_cli.model.bottleneck import CONFIG_FILE, VittleConfig
     from vittle_cli.model.builtin import resolve_model_source
 
     state = get_fp32_state_dict_from_zero_checkpoint(str(folder))
-    base_name = resolve_model_source(_base_name(folder, base, recipe))
-    model, processor = _load_plain(base_name if not (folder / "config.json").is_file() else str(folder))
-    has_bn = any(".vittle_bottleneck." in f".{k}" for k in state)
-    if has_bn:
+    if any(".lora_" in k for k in state):
+        raise ModelError(
+            f"{folder} holds LoRA weights only as ZeRO shards; merge the run's final/ adapter instead"
+        )
+    has_config = (folder / "config.json").is_file()
+    has_processor = any((folder / n).is_file() for n in ("processor_config.json", "tokenizer_config.json"))
+    base_name = (
+        None if has_config and has_processor else resolve_model_source(_base_name(folder, base, recipe))
+    )
+    if has_config:
+        config = AutoConfig.from_pretrained(str(folder))
+        model = AutoModelForImageTextToText.from_config(config, dtype=torch.float32)
+    else:
+        model = AutoModelForImageTextToText.from_pretrained(base_name, dtype=torch.float32)
+    if any(".vittle_bottleneck." in f".{k}" for k in state):
         if (folder / CONFIG_FILE).is_file():
             cfg = VittleConfig.read(folder)
-        else:
+        else:  # the run's recipe knows the bottleneck's hyperparameters
             section = dict(recipe.get("bottleneck") or {})
             section.pop("enabled", None)
             cfg = VittleConfig(**section)
@@ -158,16 +174,8 @@ def _consolidate_zero(folder: Path, base: str | None, recipe: dict):
             f"the consolidated ZeRO state of {folder} does not fit {type(model).__name__} "
             f"(missing {missing[:3]}, unexpected {unexpected[:3]}); pass the run's base with --base"
         )
-    if any(folder.glob("*token*")) or (folder / "processor_config.json").is_file():
-        processor = AutoProcessor.from_pretrained(str(folder))
+    processor = AutoProcessor.from_pretrained(str(folder) if has_processor else base_name)
     return model, processor
-
-
-def _load_plain(source: str):
-    from transformers import AutoModelForImageTextToText, AutoProcessor
-
-    model = AutoModelForImageTextToText.from_pretrained(source, dtype="float32")
-    return model, AutoProcessor.from_pretrained(source)
 
 
 def _refuse_quantised(model) -> None:

@@ -235,3 +235,60 @@ def test_bad_sources(tmp_path, make, message):
 
     with pytest.raises(UsageError, match=message):
         run_merge(str(make(tmp_path)), str(tmp_path / "out"), log=lambda *_: None)
+
+
+_ZERO3_SCRIPT = """
+import os, sys, torch, deepspeed
+from transformers import AutoProcessor, LlavaForConditionalGeneration
+from vittle_cli.model.attach import attach_bottleneck
+from vittle_cli.model.bottleneck import VittleConfig
+base, out, port = sys.argv[1], sys.argv[2], sys.argv[3]
+os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=port, RANK="0", WORLD_SIZE="1", LOCAL_RANK="0")
+deepspeed.init_distributed(dist_backend="gloo")
+model = LlavaForConditionalGeneration.from_pretrained(base, dtype=torch.float32)
+bn = attach_bottleneck(model, VittleConfig(layer_v=5))
+g = torch.Generator().manual_seed(0)
+with torch.no_grad():
+    for p in model.parameters():  # every weight moves away from the base, the bottleneck's included
+        p.add_(torch.randn(p.shape, generator=g) * 0.01)
+torch.save(model.state_dict(), os.path.join(out, "..", "expected_state.pt"))
+config = {"train_micro_batch_size_per_gpu": 1, "zero_optimization": {"stage": 3},
+          "zero_allow_untested_optimizer": True}
+engine, *_ = deepspeed.initialize(model=model, optimizer=torch.optim.AdamW(model.parameters()), config=config)
+engine.save_checkpoint(out, tag="global_step7")   # shards only: no model.safetensors
+model.config.save_pretrained(out)
+AutoProcessor.from_pretrained(base).save_pretrained(out)
+open(os.path.join(out, "vittle_config.json"), "w").write(bn.config.to_json())
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.distributed
+def test_zero3_checkpoint_is_consolidated(tiny_model_dir, tmp_path):
+    pytest.importorskip("deepspeed")
+    import socket
+
+    from vittle_cli.merge import run_merge
+    from vittle_cli.model.attach import get_bottleneck
+    from vittle_cli.model.checkpoint import load_vittle_model
+
+    ckpt = tmp_path / "run" / "checkpoint-7"
+    ckpt.mkdir(parents=True)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = str(s.getsockname()[1])
+    proc = subprocess.run(
+        [sys.executable, "-c", _ZERO3_SCRIPT, str(tiny_model_dir), str(ckpt), port],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (ckpt / "global_step7").is_dir() and not list(ckpt.glob("model*.safetensors"))
+
+    result = run_merge(str(ckpt), str(tmp_path / "merged"), log=lambda *_: None)
+    assert result.kind == "zero" and result.has_bottleneck
+    model, _ = load_vittle_model(tmp_path / "merged")
+    assert get_bottleneck(model) is not None
+    expected = torch.load(tmp_path / "run" / "expected_state.pt")
+    got = model.state_dict()
+    assert set(got) == set(expected)
+    assert max(float((got[k] - expected[k]).abs().max()) for k in expected) < 1e-6
