@@ -186,3 +186,21 @@ def test_unknown_file_type_and_missing_source_are_data_errors(processor, tmp_pat
     (tmp_path / "cols.json").write_text(json.dumps([{"question": "hi"}]))
     with pytest.raises(DataError, match="conversations"):
         build_train_dataset(_data(tmp_path / "cols.json"), processor, cache_dir=tmp_path)
+
+
+def test_json_is_parsed_once_per_version_of_the_file(processor, image_dir, tmp_path, monkeypatch):
+    import vittle_cli.data.sources as sources
+
+    path = tmp_path / "llava.json"
+    path.write_text(json.dumps(LLAVA_ROWS))
+    data = _data(path, image_root=str(image_dir))
+    first, _ = build_train_dataset(data, processor, cache_dir=tmp_path / "c")
+    real = sources._json_to_arrow
+    monkeypatch.setattr(sources, "_json_to_arrow", lambda p: pytest.fail("parsed a cached JSON again"))
+    again, _ = build_train_dataset(data, processor, cache_dir=tmp_path / "c")
+    assert again.ids == first.ids
+    path.write_text(json.dumps(LLAVA_ROWS[:2]))  # a changed file is parsed again
+    calls = []
+    monkeypatch.setattr(sources, "_json_to_arrow", lambda p: calls.append(p) or real(p))
+    changed, _ = build_train_dataset(data, processor, cache_dir=tmp_path / "c")
+    assert changed.ids == ["000123", "7"] and calls == [path]

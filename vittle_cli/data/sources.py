@@ -13,7 +13,10 @@ Rows are read back in Arrow format, so image columns stay undecoded ({"bytes", "
 
 from __future__ import annotations
 
+import hashlib
 import json
+import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +24,7 @@ from typing import Any
 from vittle_cli.errors import DataError
 
 LLAVA, MESSAGES = "llava", "messages"
+NORMALISED_VERSION = 1  # bump when the normalisation changes, so cached Arrow copies of JSON are redone
 
 
 @dataclass
@@ -100,11 +104,19 @@ def _normalise_messages(row: dict, index: int) -> dict:
 
 
 def _read_json_rows(path: Path) -> list:
+    text = path.read_text(encoding="utf-8")
+    if path.suffix == ".jsonl":
+        rows = []
+        for n, line in enumerate(text.splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError as e:
+                raise DataError(f"data source {path}: line {n} is not valid JSON ({e}); fix the file") from e
+        return rows
     try:
-        if path.suffix == ".jsonl":
-            lines = path.read_text(encoding="utf-8").splitlines()
-            return [json.loads(line) for line in lines if line.strip()]
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(text)
     except json.JSONDecodeError as e:
         raise DataError(f"data source {path}: not valid JSON ({e}); fix the file") from e
     if not isinstance(data, list):
@@ -112,7 +124,7 @@ def _read_json_rows(path: Path) -> list:
     return data
 
 
-def _from_json(path: Path):
+def _json_to_arrow(path: Path):
     from datasets import Dataset
 
     raw = [r for r in _read_json_rows(path) if isinstance(r, dict)]
@@ -120,7 +132,34 @@ def _from_json(path: Path):
         raise DataError(f"data source {path}: no samples found; check the file")
     form = _form_of(list(raw[0]), str(path))
     norm = _normalise_llava if form == LLAVA else _normalise_messages
-    return Dataset.from_list([norm(r, i) for i, r in enumerate(raw)]), form
+    return Dataset.from_list([norm(r, i) for i, r in enumerate(raw)])
+
+
+def _from_json(path: Path, cache_dir: Path | None):
+    """The normalised rows of a JSON/JSONL file. With a cache_dir they are saved once as Arrow and memory-mapped
+    from then on, so a large file is parsed once, not once per run and rank."""
+    import datasets
+
+    if cache_dir is None:
+        rows = _json_to_arrow(path)
+        return rows, _form_of(rows.column_names, str(path))
+    st = path.stat()
+    stamp = f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}|{NORMALISED_VERSION}"
+    cached = Path(cache_dir) / "json-sources" / f"{path.stem}-{hashlib.sha1(stamp.encode()).hexdigest()[:16]}"
+    if not cached.is_dir():
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{cached.name}.", dir=cached.parent))
+        try:
+            _json_to_arrow(path).save_to_disk(str(tmp))
+            try:
+                tmp.rename(cached)
+            except OSError:  # another rank won the race; its copy is identical
+                if not cached.is_dir():
+                    raise
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    rows = datasets.load_from_disk(str(cached))
+    return rows, _form_of(rows.column_names, str(path))
 
 
 def load_source(spec: str, image_root: str | None = None, cache_dir: Path | None = None) -> Source:
@@ -129,7 +168,7 @@ def load_source(spec: str, image_root: str | None = None, cache_dir: Path | None
     Args:
         spec: data.train or data.eval.
         image_root: data.image_root; defaults to the source's own folder.
-        cache_dir: where `datasets` may cache Arrow files (parquet sources).
+        cache_dir: where Arrow copies of JSON sources and `datasets`' parquet cache go; None: no caching.
 
     Raises:
         DataError: unknown builtin, missing path, unsupported format or columns.
@@ -138,7 +177,7 @@ def load_source(spec: str, image_root: str | None = None, cache_dir: Path | None
         from vittle_cli.data.shapes import resolve_builtin_data
 
         shapes = resolve_builtin_data(spec)
-        rows, form = _from_json(shapes.train_json)
+        rows, form = _from_json(shapes.train_json, cache_dir)
         return Source(spec, rows.with_format("arrow"), form, shapes.image_root)
 
     path = Path(spec).expanduser()
@@ -160,7 +199,7 @@ def load_source(spec: str, image_root: str | None = None, cache_dir: Path | None
             rows = rows["train"]
         form, default_root = _form_of(rows.column_names, spec), path
     elif path.suffix in (".json", ".jsonl"):
-        rows, form = _from_json(path)
+        rows, form = _from_json(path, cache_dir)
         default_root = path.parent
     elif path.suffix == ".parquet":
         import datasets
