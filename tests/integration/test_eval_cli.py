@@ -14,7 +14,11 @@ VARIANTS = [
     {"name": "clean", "group": "clean"},
     {"group": "visual", "visual": {"name": "gaussian_noise", "severity": 3}},
     {"group": "text", "text": {"name": "keyboard", "rate": 3}},
-    {"group": "joint", "visual": {"name": "gaussian_noise", "severity": 3}, "text": {"name": "keyboard", "rate": 3}},
+    {
+        "group": "joint",
+        "visual": {"name": "gaussian_noise", "severity": 3},
+        "text": {"name": "keyboard", "rate": 3},
+    },
 ]
 
 
@@ -32,14 +36,31 @@ def suite_file(tmp_path) -> Path:
 
 
 @pytest.mark.slow
-def test_eval_end_to_end_then_rerun_without_the_model(suite_file, tmp_path, monkeypatch, capsys, tiny_model_dir):
+def test_eval_end_to_end_then_rerun_without_the_model(
+    suite_file, tmp_path, monkeypatch, capsys, tiny_model_dir
+):
     out = tmp_path / "ev"
-    args = ["eval", "--suite", str(suite_file), "--model", "builtin:tiny-llava", "--limit", "1",
-            "--out", str(out), "--batch-size", "4"]
+    args = [
+        "eval",
+        "--suite",
+        str(suite_file),
+        "--model",
+        "builtin:tiny-llava",
+        "--limit",
+        "1",
+        "--out",
+        str(out),
+        "--batch-size",
+        "4",
+    ]
     assert run_main(args) == 0
     doc = json.loads((out / "results.json").read_text())
-    assert [v["name"] for v in doc["variants"]] == ["clean", "gaussian_noise@3", "keyboard@3",
-                                                    "gaussian_noise@3+keyboard@3"]
+    assert [v["name"] for v in doc["variants"]] == [
+        "clean",
+        "gaussian_noise@3",
+        "keyboard@3",
+        "gaussian_noise@3+keyboard@3",
+    ]
     assert doc["answers_computed"] == 4 * 3
     preds = [json.loads(x) for x in (out / "predictions.jsonl").read_text().splitlines()]
     assert len(preds) == 12 and all(isinstance(p["answer"], str) for p in preds)
@@ -58,7 +79,10 @@ def test_eval_end_to_end_then_rerun_without_the_model(suite_file, tmp_path, monk
     again = json.loads((out / "results.json").read_text())
     assert again["metrics"] == doc["metrics"] and again["answers_computed"] == 0
 
-    assert run_main(["eval", "compare", str(out), str(out / "results.json"), "--out", str(tmp_path / "cmp")]) == 0
+    assert (
+        run_main(["eval", "compare", str(out), str(out / "results.json"), "--out", str(tmp_path / "cmp")])
+        == 0
+    )
     assert (tmp_path / "cmp" / "compare.png").is_file()
 
 
@@ -71,8 +95,24 @@ def test_eval_usage_errors(capsys):
     assert run_main(["eval", "--suite", "shapes", "--model", "builtin:tiny-llava", "--dtype", "float8"]) == 2
     assert "--dtype must be one of" in capsys.readouterr().err
     assert run_main(["eval", "compare", "only-one"]) == 2
-    assert run_main(["eval", "--suite", "pope", "--model", "x", "--questions", "/nonexistent/q.jsonl",
-                     "--labels-dir", "/nonexistent", "--image-root", "/nonexistent"]) == 1
+    assert (
+        run_main(
+            [
+                "eval",
+                "--suite",
+                "pope",
+                "--model",
+                "x",
+                "--questions",
+                "/nonexistent/q.jsonl",
+                "--labels-dir",
+                "/nonexistent",
+                "--image-root",
+                "/nonexistent",
+            ]
+        )
+        == 1
+    )
     assert "POPE labels folder not found" in capsys.readouterr().err
 
 

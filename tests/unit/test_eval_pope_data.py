@@ -111,7 +111,9 @@ def test_malformed_rows_are_errors_with_line_numbers(tmp_path):
     with pytest.raises(DataError, match="line 19 is not valid JSON"):
         load_pope(q, labels_dir, images, SPLITS)
     q, labels_dir, images = make_pope(tmp_path / "b")
-    (labels_dir / "coco_pope_random.json").write_text(json.dumps({"question_id": 13, "label": "maybe"}) + "\n")
+    (labels_dir / "coco_pope_random.json").write_text(
+        json.dumps({"question_id": 13, "label": "maybe"}) + "\n"
+    )
     with pytest.raises(DataError, match="label 'maybe'"):
         load_pope(q, labels_dir, images, SPLITS)
 

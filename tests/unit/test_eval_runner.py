@@ -19,7 +19,11 @@ VARIANTS = [
     {"name": "clean", "group": "clean"},
     {"group": "visual", "visual": {"name": "contrast", "severity": 3}},
     {"group": "text", "text": {"name": "word_swap", "rate": 3}},
-    {"group": "joint", "visual": {"name": "contrast", "severity": 3}, "text": {"name": "word_swap", "rate": 3}},
+    {
+        "group": "joint",
+        "visual": {"name": "contrast", "severity": 3},
+        "text": {"name": "word_swap", "rate": 3},
+    },
 ]
 
 
@@ -36,8 +40,10 @@ class FakeModel:
 
     def generate(self, model, processor, requests, *, batch_size=16, max_new_tokens=8, on_progress=None):
         self.requests += list(requests)
-        answers = ["Yes" if hashlib.sha256(r.text.encode()).digest()[0] % 2 else "No, there is not."
-                   for r in requests]
+        answers = [
+            "Yes" if hashlib.sha256(r.text.encode()).digest()[0] % 2 else "No, there is not."
+            for r in requests
+        ]
         if on_progress:
             on_progress(len(requests))
         return answers
@@ -46,14 +52,33 @@ class FakeModel:
 @pytest.fixture()
 def suite_file(tmp_path) -> Path:
     p = tmp_path / "mini.yaml"
-    p.write_text(yaml.safe_dump({"name": "mini", "description": "test suite", "data": "builtin:shapes",
-                                 "seed": 3, "variants": VARIANTS}))
+    p.write_text(
+        yaml.safe_dump(
+            {
+                "name": "mini",
+                "description": "test suite",
+                "data": "builtin:shapes",
+                "seed": 3,
+                "variants": VARIANTS,
+            }
+        )
+    )
     return p
 
 
 def _run(suite_file, out, fake, **kw):
-    return run_eval(str(suite_file), "fake-model", out=out, limit=LIMIT, batch_size=2, generate=fake.generate,
-                    load_model=fake.load, cache_dir=out.parent / "img-cache", console=Console(quiet=True), **kw)
+    return run_eval(
+        str(suite_file),
+        "fake-model",
+        out=out,
+        limit=LIMIT,
+        batch_size=2,
+        generate=fake.generate,
+        load_model=fake.load,
+        cache_dir=out.parent / "img-cache",
+        console=Console(quiet=True),
+        **kw,
+    )
 
 
 def _lines(path: Path) -> list[dict]:
@@ -68,13 +93,23 @@ def test_full_run_writes_results_and_groups_requests(suite_file, tmp_path):
     for r in fake.requests:  # one image object per (variant, image) group
         same = [o for o in fake.requests if o.group == r.group]
         assert all(o.image is r.image for o in same)
-    assert {r.group[0] for r in fake.requests} == {"clean", "contrast@3", "word_swap@3", "contrast@3+word_swap@3"}
+    assert {r.group[0] for r in fake.requests} == {
+        "clean",
+        "contrast@3",
+        "word_swap@3",
+        "contrast@3+word_swap@3",
+    }
 
     doc = json.loads((out / "results.json").read_text())
     assert doc == res
     assert doc["suite"]["name"] == "mini" and doc["suite"]["seed"] == 3
     assert doc["prompt_suffix"] == "\nAnswer the question using a single word or phrase."
-    assert [v["name"] for v in doc["variants"]] == ["clean", "contrast@3", "word_swap@3", "contrast@3+word_swap@3"]
+    assert [v["name"] for v in doc["variants"]] == [
+        "clean",
+        "contrast@3",
+        "word_swap@3",
+        "contrast@3+word_swap@3",
+    ]
     assert doc["variants"][3]["visual"] == {"name": "contrast", "severity": 3}
     assert doc["limit_per_split"] == LIMIT and doc["questions_per_variant"] == n_questions
     assert set(doc["metrics"]["clean"]["splits"]) == {"adversarial", "popular", "random"}
@@ -85,7 +120,8 @@ def test_full_run_writes_results_and_groups_requests(suite_file, tmp_path):
     assert len(preds) == 4 * n_questions
     clean_f1 = doc["metrics"]["clean"]["all"]["f1"]
     assert doc["summary"]["drops"]["word_swap@3"]["f1"] == pytest.approx(
-        clean_f1 - doc["metrics"]["word_swap@3"]["all"]["f1"])
+        clean_f1 - doc["metrics"]["word_swap@3"]["all"]["f1"]
+    )
     assert (out / "results.png").stat().st_size > 1000
 
 
@@ -131,8 +167,17 @@ def test_larger_limit_reuses_cached_answers(suite_file, tmp_path):
     out = tmp_path / "ev"
     _run(suite_file, out, FakeModel())
     fake = FakeModel()
-    run_eval(str(suite_file), "fake-model", out=out, limit=LIMIT + 1, generate=fake.generate, load_model=fake.load,
-             overwrite=True, cache_dir=tmp_path / "img-cache", console=Console(quiet=True))
+    run_eval(
+        str(suite_file),
+        "fake-model",
+        out=out,
+        limit=LIMIT + 1,
+        generate=fake.generate,
+        load_model=fake.load,
+        overwrite=True,
+        cache_dir=tmp_path / "img-cache",
+        console=Console(quiet=True),
+    )
     assert len(fake.requests) == 4 * 3  # one more question per split, for each variant
 
 

@@ -19,8 +19,15 @@ from vittle_cli.data.shift.visual import perturb_image
 from vittle_cli.errors import UsageError
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden" / "perturbations.json"
-GOLDEN_VISUAL = ["gaussian_noise@3", "shot_noise@5", "impulse_noise@2", "defocus_blur@3", "contrast@3",
-                 "jpeg_compression@3", "frost@3"]
+GOLDEN_VISUAL = [
+    "gaussian_noise@3",
+    "shot_noise@5",
+    "impulse_noise@2",
+    "defocus_blur@3",
+    "contrast@3",
+    "jpeg_compression@3",
+    "frost@3",
+]
 GOLDEN_TEXT = ["keyboard@3", "char_insert@3", "char_swap@5", "word_swap@3", "word_delete@3", "punctuation@3"]
 QUESTIONS = [
     "Is there a small red circle next to the large blue square in the middle of this picture?",
@@ -62,8 +69,10 @@ def _sha(im: Image.Image) -> str:
 
 
 def current_golden() -> dict:
-    return {"visual": {s: _sha(_apply(s, scene(0))) for s in GOLDEN_VISUAL},
-            "text": {s: _apply(s, QUESTIONS[0]) for s in GOLDEN_TEXT}}
+    return {
+        "visual": {s: _sha(_apply(s, scene(0))) for s in GOLDEN_VISUAL},
+        "text": {s: _apply(s, QUESTIONS[0]) for s in GOLDEN_TEXT},
+    }
 
 
 def test_golden_perturbations_are_bit_identical():
@@ -135,8 +144,14 @@ def _edit_distance(a: str, b: str) -> int:
 @pytest.mark.parametrize("name", DEFAULT_TEXT)
 def test_higher_rate_edits_the_question_more(name):
     def mean_dist(rate: int) -> float:
-        return float(np.mean([_edit_distance(q, perturb_text(q, name, rate, derive_seed(0, name, i)))
-                              for i, q in enumerate(QUESTIONS * 3)]))
+        return float(
+            np.mean(
+                [
+                    _edit_distance(q, perturb_text(q, name, rate, derive_seed(0, name, i)))
+                    for i, q in enumerate(QUESTIONS * 3)
+                ]
+            )
+        )
 
     assert mean_dist(1) < mean_dist(5), name
 

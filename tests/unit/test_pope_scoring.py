@@ -80,8 +80,15 @@ def test_no_yes_predictions_gives_zero_not_nan():
 def _records(n: int, seed: int) -> list[dict]:
     rng = random.Random(seed)
     answers = [a for a, _, _ in TRICKY]
-    return [{"split": rng.choice(["random", "popular", "adversarial"]), "answer": rng.choice(answers),
-             "label": rng.choice(["yes", "no"]), "question_id": str(i)} for i in range(n)]
+    return [
+        {
+            "split": rng.choice(["random", "popular", "adversarial"]),
+            "answer": rng.choice(answers),
+            "label": rng.choice(["yes", "no"]),
+            "question_id": str(i),
+        }
+        for i in range(n)
+    ]
 
 
 def test_metrics_do_not_depend_on_order():

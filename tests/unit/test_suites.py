@@ -42,9 +42,15 @@ def _write(tmp_path: Path, doc: dict) -> Path:
 
 
 def test_schema_errors_are_reported_together(tmp_path):
-    doc = {"name": "x", "data": "builtin:shapes", "colour": "red",
-           "variants": [{"group": "visual", "text": {"name": "keyboard"}},
-                        {"group": "visual", "visual": {"name": "gausian_noise", "severity": 7}}]}
+    doc = {
+        "name": "x",
+        "data": "builtin:shapes",
+        "colour": "red",
+        "variants": [
+            {"group": "visual", "text": {"name": "keyboard"}},
+            {"group": "visual", "visual": {"name": "gausian_noise", "severity": 7}},
+        ],
+    }
     with pytest.raises(UsageError) as e:
         load_suite(_write(tmp_path, doc))
     msg = str(e.value)

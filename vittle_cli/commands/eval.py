@@ -16,19 +16,33 @@ eval_app = typer.Typer(
 @eval_app.callback()
 def eval_run(
     ctx: typer.Context,
-    suite: str = typer.Option(None, "--suite", "-s", help="Suite name (see --list-suites) or a suite .yaml file."),
-    model: str = typer.Option(None, "--model", "-m", help="Run dir, model dir, adapter dir, hub name or builtin:tiny-llava."),
+    suite: str = typer.Option(
+        None, "--suite", "-s", help="Suite name (see --list-suites) or a suite .yaml file."
+    ),
+    model: str = typer.Option(
+        None, "--model", "-m", help="Run dir, model dir, adapter dir, hub name or builtin:tiny-llava."
+    ),
     out: Path = typer.Option(None, "--out", "-o", help="Output folder (default: evals/<model>/<suite>)."),
     batch_size: int = typer.Option(16, "--batch-size", help="Sequences per forward pass."),
     limit: int = typer.Option(None, "--limit", help="Only the first N questions of each split."),
     device: str = typer.Option("cpu", "--device", help="torch device, e.g. cuda, cuda:1, cpu."),
     dtype: str = typer.Option("float32", "--dtype", help="float32, bfloat16 or float16."),
-    max_new_tokens: int = typer.Option(None, "--max-new-tokens", help="Answer length cap (default: the suite's)."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Redo a finished eval in --out (cached answers are reused)."),
-    base: str = typer.Option(None, "--base", help="Base model of a PEFT adapter, if its config does not name one."),
-    pope_root: Path = typer.Option(None, "--pope-root", help="POPE folder in LLaVA layout (fills ${pope_root})."),
+    max_new_tokens: int = typer.Option(
+        None, "--max-new-tokens", help="Answer length cap (default: the suite's)."
+    ),
+    overwrite: bool = typer.Option(
+        False, "--overwrite", help="Redo a finished eval in --out (cached answers are reused)."
+    ),
+    base: str = typer.Option(
+        None, "--base", help="Base model of a PEFT adapter, if its config does not name one."
+    ),
+    pope_root: Path = typer.Option(
+        None, "--pope-root", help="POPE folder in LLaVA layout (fills ${pope_root})."
+    ),
     questions: Path = typer.Option(None, "--questions", help="POPE question file (llava_pope_test.jsonl)."),
-    labels_dir: Path = typer.Option(None, "--labels-dir", help="Folder of coco_pope_<split>.json label files."),
+    labels_dir: Path = typer.Option(
+        None, "--labels-dir", help="Folder of coco_pope_<split>.json label files."
+    ),
     image_root: Path = typer.Option(None, "--image-root", help="Folder of the POPE images (COCO val2014)."),
     list_suites: bool = typer.Option(False, "--list-suites", help="List the shipped suites and exit."),
 ) -> None:
@@ -52,14 +66,26 @@ def eval_run(
     from vittle_cli.errors import UsageError
 
     if not suite or not model:
-        raise UsageError("vittle eval needs --suite and --model (see vittle eval --help, vittle eval --list-suites)")
+        raise UsageError(
+            "vittle eval needs --suite and --model (see vittle eval --help, vittle eval --list-suites)"
+        )
     from vittle_cli.eval.runner import run_eval
 
     pope_files = {"questions": questions, "labels_dir": labels_dir, "image_root": image_root}
-    run_eval(suite, model, out=out, batch_size=batch_size, limit=limit, device=device, dtype=dtype,
-             max_new_tokens=max_new_tokens, overwrite=overwrite, base=base,
-             data_vars={"pope_root": str(pope_root)} if pope_root else None,
-             pope_files={k: str(v) for k, v in pope_files.items() if v is not None})
+    run_eval(
+        suite,
+        model,
+        out=out,
+        batch_size=batch_size,
+        limit=limit,
+        device=device,
+        dtype=dtype,
+        max_new_tokens=max_new_tokens,
+        overwrite=overwrite,
+        base=base,
+        data_vars={"pope_root": str(pope_root)} if pope_root else None,
+        pope_files={k: str(v) for k, v in pope_files.items() if v is not None},
+    )
 
 
 def _print_suites() -> None:
@@ -80,7 +106,9 @@ def _print_suites() -> None:
 
 @eval_app.command("compare")
 def eval_compare(
-    results: list[str] = typer.Argument(..., help="results.json files or eval folders; the first is the reference."),
+    results: list[str] = typer.Argument(
+        ..., help="results.json files or eval folders; the first is the reference."
+    ),
     out: Path = typer.Option(None, "--out", "-o", help="Also write compare.json and compare.png here."),
     metric: str = typer.Option("f1", "--metric", help="accuracy, precision, recall, f1 or yes_ratio."),
 ) -> None:

@@ -57,7 +57,9 @@ def run_compare(paths: list[str], *, out: Path | None = None, metric: str = "f1"
     docs = [read_results(p) for p in paths]
     labels = [f"{d['model']} ({Path(d['_path']).parent.name})" for d in docs]
     names, values = compare_table(docs, metric)
-    group_names = [g for g in ("clean", "visual", "text", "joint") if any(g in d["summary"]["groups"] for d in docs)]
+    group_names = [
+        g for g in ("clean", "visual", "text", "joint") if any(g in d["summary"]["groups"] for d in docs)
+    ]
     group_values = [[d["summary"]["groups"].get(g, {}).get(metric) for g in group_names] for d in docs]
 
     table = Table(title=f"{metric} (%), deltas vs the first", title_justify="left")
@@ -70,7 +72,11 @@ def run_compare(paths: list[str], *, out: Path | None = None, metric: str = "f1"
         out_cells = [f"{base * 100:.1f}" if base is not None else "-"]
         for vals in col[1:]:
             v = vals[j]
-            out_cells.append("-" if v is None else f"{v * 100:.1f}" + (f" ({(v - base) * 100:+.1f})" if base is not None else ""))
+            out_cells.append(
+                "-"
+                if v is None
+                else f"{v * 100:.1f}" + (f" ({(v - base) * 100:+.1f})" if base is not None else "")
+            )
         return out_cells
 
     for j, n in enumerate(names):
@@ -81,8 +87,15 @@ def run_compare(paths: list[str], *, out: Path | None = None, metric: str = "f1"
             table.add_row(f"mean {g}", *cells(group_values, j))
     (console or Console()).print(table)
 
-    doc = {"metric": metric, "inputs": [d["_path"] for d in docs], "models": [d["model"] for d in docs],
-           "variants": names, "values": values, "groups": group_names, "group_values": group_values}
+    doc = {
+        "metric": metric,
+        "inputs": [d["_path"] for d in docs],
+        "models": [d["model"] for d in docs],
+        "variants": names,
+        "values": values,
+        "groups": group_names,
+        "group_values": group_values,
+    }
     if out is not None:
         out = Path(out)
         write_json(out / "compare.json", doc)
@@ -90,7 +103,9 @@ def run_compare(paths: list[str], *, out: Path | None = None, metric: str = "f1"
     return doc
 
 
-def _plot(labels: list[str], names: list[str], values: list[list[float | None]], metric: str, path: Path) -> Path:
+def _plot(
+    labels: list[str], names: list[str], values: list[list[float | None]], metric: str, path: Path
+) -> Path:
     import matplotlib
 
     matplotlib.use("Agg")

@@ -49,7 +49,9 @@ def save_perturbation_grid(suite_name: str, out_png: Path, *, image_index: int =
 
 
 if __name__ == "__main__":
-    suite_arg, out_arg = (sys.argv[1:3] + ["shapes-shift", "docs/images/perturbations.png"][len(sys.argv[1:3]):])
+    suite_arg, out_arg = (
+        sys.argv[1:3] + ["shapes-shift", "docs/images/perturbations.png"][len(sys.argv[1:3]) :]
+    )
     print(save_perturbation_grid(suite_arg, Path(out_arg)))
     for name, text in text_examples(suite_arg):
         print(f"| {name} | {text} |")

@@ -51,8 +51,19 @@ def binary_metrics(pairs: Iterable[tuple[str, str]]) -> dict:
     n = tp + fp + tn + fn
     precision, recall = _ratio(tp, tp + fp), _ratio(tp, tp + fn)
     f1 = _ratio(2 * precision * recall, precision + recall) if precision + recall else 0.0
-    return {"n": n, "tp": tp, "fp": fp, "tn": tn, "fn": fn, "accuracy": _ratio(tp + tn, n),
-            "precision": precision, "recall": recall, "f1": f1, "yes_ratio": _ratio(tp + fp, n), "ambiguous": amb}
+    return {
+        "n": n,
+        "tp": tp,
+        "fp": fp,
+        "tn": tn,
+        "fn": fn,
+        "accuracy": _ratio(tp + tn, n),
+        "precision": precision,
+        "recall": recall,
+        "f1": f1,
+        "yes_ratio": _ratio(tp + fp, n),
+        "ambiguous": amb,
+    }
 
 
 def score_predictions(records: Iterable[Mapping]) -> dict:
@@ -67,11 +78,15 @@ def score_predictions(records: Iterable[Mapping]) -> dict:
         if r.get("label") in ("yes", "no"):
             by_split.setdefault(r["split"], []).append((r["answer"], r["label"]))
     pooled = [p for split in by_split.values() for p in split]
-    return {"splits": {s: binary_metrics(by_split[s]) for s in sorted(by_split)}, "all": binary_metrics(pooled)}
+    return {
+        "splits": {s: binary_metrics(by_split[s]) for s in sorted(by_split)},
+        "all": binary_metrics(pooled),
+    }
 
 
-def summarise_variants(per_variant: Mapping[str, dict], groups: Mapping[str, str],
-                       keys: Iterable[str] = METRIC_KEYS) -> dict:
+def summarise_variants(
+    per_variant: Mapping[str, dict], groups: Mapping[str, str], keys: Iterable[str] = METRIC_KEYS
+) -> dict:
     """Drops vs the clean variant and means over the visual / text / joint groups.
 
     Args:
@@ -95,5 +110,7 @@ def summarise_variants(per_variant: Mapping[str, dict], groups: Mapping[str, str
             means[group]["variants"] = len(members)
             if clean is not None and group != "clean":
                 means[group]["drop_f1"] = per_variant[clean]["all"]["f1"] - means[group]["f1"]
-                means[group]["drop_accuracy"] = per_variant[clean]["all"]["accuracy"] - means[group]["accuracy"]
+                means[group]["drop_accuracy"] = (
+                    per_variant[clean]["all"]["accuracy"] - means[group]["accuracy"]
+                )
     return {"drops": drops, "groups": means}

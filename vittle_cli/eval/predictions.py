@@ -33,8 +33,10 @@ class PredictionCache:
         if old is not None and old != fingerprint and self.path.exists():
             if not discard_other:
                 changed = sorted(k for k in set(old) | set(fingerprint) if old.get(k) != fingerprint.get(k))
-                raise UsageError(f"{out_dir} holds predictions of a different eval ({', '.join(changed)} differ); "
-                                 "choose another --out, or pass --overwrite to discard them")
+                raise UsageError(
+                    f"{out_dir} holds predictions of a different eval ({', '.join(changed)} differ); "
+                    "choose another --out, or pass --overwrite to discard them"
+                )
             self.path.unlink()
         write_json(info_path, fingerprint)
         self.records: dict[tuple[str, str], dict] = {}

@@ -14,7 +14,16 @@ def versions() -> dict[str, str]:
     from importlib.metadata import PackageNotFoundError, version
 
     out = {}
-    for pkg in ("vittle", "torch", "transformers", "peft", "imagecorruptions-imaug", "nlpaug", "numpy", "pillow"):
+    for pkg in (
+        "vittle",
+        "torch",
+        "transformers",
+        "peft",
+        "imagecorruptions-imaug",
+        "nlpaug",
+        "numpy",
+        "pillow",
+    ):
         try:
             out[pkg] = version(pkg)
         except PackageNotFoundError:
@@ -45,17 +54,35 @@ def print_table(results: dict, console=None) -> None:
         table.add_column(col, justify="left" if col in ("variant", "group") else "right", no_wrap=True)
     for name, group, m, drop in variant_rows(results):
         d = f"{(0.0 - drop['f1']) * 100:+.1f}" if drop else ""
-        table.add_row(name, group, str(m["n"]), f"{m['accuracy'] * 100:.1f}", f"{m['precision'] * 100:.1f}",
-                      f"{m['recall'] * 100:.1f}", f"{m['f1'] * 100:.1f}", f"{m['yes_ratio'] * 100:.1f}",
-                      str(m["ambiguous"]), d)
+        table.add_row(
+            name,
+            group,
+            str(m["n"]),
+            f"{m['accuracy'] * 100:.1f}",
+            f"{m['precision'] * 100:.1f}",
+            f"{m['recall'] * 100:.1f}",
+            f"{m['f1'] * 100:.1f}",
+            f"{m['yes_ratio'] * 100:.1f}",
+            str(m["ambiguous"]),
+            d,
+        )
     groups = results["summary"]["groups"]
     if len(groups) > 1:
         table.add_section()
         for group, m in groups.items():
             d = f"{(0.0 - m['drop_f1']) * 100:+.1f}" if "drop_f1" in m else ""
-            table.add_row(f"mean {group}", "", f"{m['variants']} var.", f"{m['accuracy'] * 100:.1f}",
-                          f"{m['precision'] * 100:.1f}", f"{m['recall'] * 100:.1f}", f"{m['f1'] * 100:.1f}",
-                          f"{m['yes_ratio'] * 100:.1f}", f"{m['ambiguous']:.1f}", d)
+            table.add_row(
+                f"mean {group}",
+                "",
+                f"{m['variants']} var.",
+                f"{m['accuracy'] * 100:.1f}",
+                f"{m['precision'] * 100:.1f}",
+                f"{m['recall'] * 100:.1f}",
+                f"{m['f1'] * 100:.1f}",
+                f"{m['yes_ratio'] * 100:.1f}",
+                f"{m['ambiguous']:.1f}",
+                d,
+            )
     console.print(table)
 
 

@@ -39,8 +39,13 @@ def _fingerprint(suite: Suite, model: str, max_new_tokens: int, base: str | None
     exist or how fast they come, not what any one answer is."""
     spec = suite.model_dump(mode="json", exclude={"description", "metrics"})
     digest = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
-    return {"model": str(model), "base": base, "suite": suite.name, "suite_sha": digest,
-            "max_new_tokens": max_new_tokens}
+    return {
+        "model": str(model),
+        "base": base,
+        "suite": suite.name,
+        "suite_sha": digest,
+        "max_new_tokens": max_new_tokens,
+    }
 
 
 def _progress(console):
@@ -58,21 +63,50 @@ def _progress(console):
         def render(self, task) -> Text:
             return Text(f"{task.speed:.1f} q/s" if task.speed else "- q/s")
 
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), RateColumn(),
-                    TextColumn("ETA"), TimeRemainingColumn(), console=console, transient=False)
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        RateColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+        console=console,
+        transient=False,
+    )
 
 
 def _record(variant: str, group: str, q: SuiteQuestion, answer: str) -> dict:
-    return {"variant": variant, "group": group, "question_id": q.question_id, "split": q.split,
-            "image": q.image_key, "text": q.text, "answer": answer, "label": q.label}
+    return {
+        "variant": variant,
+        "group": group,
+        "question_id": q.question_id,
+        "split": q.split,
+        "image": q.image_key,
+        "text": q.text,
+        "answer": answer,
+        "label": q.label,
+    }
 
 
-def run_eval(suite: str | Suite, model: str, *, out: Path | None = None, batch_size: int = 16,
-             limit: int | None = None, device: str = "cpu", dtype: str = "float32",
-             max_new_tokens: int | None = None, overwrite: bool = False, base: str | None = None,
-             data_vars: dict[str, str] | None = None, pope_files: dict[str, str | None] | None = None,
-             cache_dir: Path | None = None, generate: Callable | None = None,
-             load_model: Callable | None = None, console=None) -> dict:
+def run_eval(
+    suite: str | Suite,
+    model: str,
+    *,
+    out: Path | None = None,
+    batch_size: int = 16,
+    limit: int | None = None,
+    device: str = "cpu",
+    dtype: str = "float32",
+    max_new_tokens: int | None = None,
+    overwrite: bool = False,
+    base: str | None = None,
+    data_vars: dict[str, str] | None = None,
+    pope_files: dict[str, str | None] | None = None,
+    cache_dir: Path | None = None,
+    generate: Callable | None = None,
+    load_model: Callable | None = None,
+    console=None,
+) -> dict:
     """Evaluate `model` on `suite`; write results.json, predictions.jsonl and results.png into `out`.
 
     Args:
@@ -101,8 +135,10 @@ def run_eval(suite: str | Suite, model: str, *, out: Path | None = None, batch_s
     max_new_tokens = max_new_tokens or suite.max_new_tokens
     out = Path(out) if out is not None else default_out_dir(model, suite.name)
     if (out / RESULTS).is_file() and not overwrite:
-        raise UsageError(f"{out / RESULTS} exists (a finished eval); pass --overwrite to redo it "
-                         "(cached answers are reused) or choose another --out")
+        raise UsageError(
+            f"{out / RESULTS} exists (a finished eval); pass --overwrite to redo it "
+            "(cached answers are reused) or choose another --out"
+        )
     data = load_suite_data(suite)  # validates every file before any model work
     for w in data.report.warnings:
         console.print(f"[yellow]warning:[/] {w}")
@@ -112,15 +148,39 @@ def run_eval(suite: str | Suite, model: str, *, out: Path | None = None, batch_s
     missing = sum(len(t) for t in todo.values())
     started = time.time()
     if missing:
-        console.print(f"{suite.name}: {missing} of {len(items) * len(suite.variants)} answers to compute "
-                      f"({len(suite.variants)} variants x {len(items)} questions)")
-        _answer(suite, model, todo, data, cache, batch_size=batch_size, max_new_tokens=max_new_tokens,
-                device=device, dtype=dtype, base=base, cache_dir=cache_dir, generate=generate,
-                load_model=load_model, console=console)
+        console.print(
+            f"{suite.name}: {missing} of {len(items) * len(suite.variants)} answers to compute "
+            f"({len(suite.variants)} variants x {len(items)} questions)"
+        )
+        _answer(
+            suite,
+            model,
+            todo,
+            data,
+            cache,
+            batch_size=batch_size,
+            max_new_tokens=max_new_tokens,
+            device=device,
+            dtype=dtype,
+            base=base,
+            cache_dir=cache_dir,
+            generate=generate,
+            load_model=load_model,
+            console=console,
+        )
     else:
         console.print(f"{suite.name}: all {len(items) * len(suite.variants)} answers cached in {cache.path}")
-    results = _results(suite, model, items, cache, data, limit=limit, max_new_tokens=max_new_tokens,
-                       seconds=time.time() - started, computed=missing)
+    results = _results(
+        suite,
+        model,
+        items,
+        cache,
+        data,
+        limit=limit,
+        max_new_tokens=max_new_tokens,
+        seconds=time.time() - started,
+        computed=missing,
+    )
     write_json(out / RESULTS, results)
     plot_results(results, out / CHART)
     print_table(results, console)
@@ -128,8 +188,23 @@ def run_eval(suite: str | Suite, model: str, *, out: Path | None = None, batch_s
     return results
 
 
-def _answer(suite, model, todo, data, cache, *, batch_size, max_new_tokens, device, dtype, base, cache_dir,
-            generate, load_model, console) -> None:
+def _answer(
+    suite,
+    model,
+    todo,
+    data,
+    cache,
+    *,
+    batch_size,
+    max_new_tokens,
+    device,
+    dtype,
+    base,
+    cache_dir,
+    generate,
+    load_model,
+    console,
+) -> None:
     """Generate the missing answers variant by variant, a chunk of images at a time, appending to the cache."""
     from vittle_cli.eval.generate import GenerationRequest
 
@@ -153,12 +228,23 @@ def _answer(suite, model, todo, data, cache, *, batch_size, max_new_tokens, devi
                 if group is not None:
                     pending += group
                 if pending and (group is None or len(pending) >= chunk):
-                    requests = [GenerationRequest(q.image, q.text, (variant.name, q.image_key)) for q in pending]
-                    answers = generate(mdl, processor, requests, batch_size=batch_size,
-                                       max_new_tokens=max_new_tokens,
-                                       on_progress=lambda n: progress.advance(task, n))
-                    cache.add([_record(variant.name, variant.group, q, a)
-                               for q, a in zip(pending, answers, strict=True)])
+                    requests = [
+                        GenerationRequest(q.image, q.text, (variant.name, q.image_key)) for q in pending
+                    ]
+                    answers = generate(
+                        mdl,
+                        processor,
+                        requests,
+                        batch_size=batch_size,
+                        max_new_tokens=max_new_tokens,
+                        on_progress=lambda n: progress.advance(task, n),
+                    )
+                    cache.add(
+                        [
+                            _record(variant.name, variant.group, q, a)
+                            for q, a in zip(pending, answers, strict=True)
+                        ]
+                    )
                     pending = []
 
 
@@ -169,8 +255,13 @@ def _results(suite, model, items, cache, data, *, limit, max_new_tokens, seconds
         per_variant[v.name] = score_predictions(cache.get(v.name, it.question_id) for it in items)
     summary = summarise_variants(per_variant, {v.name: v.group for v in suite.variants})
     return {
-        "suite": {"name": suite.name, "description": suite.description, "seed": suite.seed,
-                  "splits": suite.splits, "data": suite.model_dump(mode="json")["data"]},
+        "suite": {
+            "name": suite.name,
+            "description": suite.description,
+            "seed": suite.seed,
+            "splits": suite.splits,
+            "data": suite.model_dump(mode="json")["data"],
+        },
         "model": str(model),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "versions": versions(),
@@ -178,7 +269,7 @@ def _results(suite, model, items, cache, data, *, limit, max_new_tokens, seconds
         "max_new_tokens": max_new_tokens,
         "limit_per_split": limit,
         "seeding": "visual: sha256(suite seed, visual spec, image key); text: sha256(suite seed, text spec, "
-                   "question id)",
+        "question id)",
         "variants": [v.model_dump(mode="json") for v in suite.variants],
         "data_report": data.report.to_json(),
         "questions_per_variant": len(items),

@@ -51,12 +51,12 @@ def _register(kind: Kind, name: str, family: str, description: str | None):
     return deco
 
 
-def register_visual(name: str, *, family: str, description: str | None = None):
+def register_visual(name: str, *, family: str = "other", description: str | None = None):
     """Decorator: register `fn(image: np.ndarray uint8 HxWx3, severity: int, seed: int) -> np.ndarray`."""
     return _register("visual", name, family, description)
 
 
-def register_text(name: str, *, family: str, description: str | None = None):
+def register_text(name: str, *, family: str = "other", description: str | None = None):
     """Decorator: register `fn(text: str, rate: int, seed: int) -> str`."""
     return _register("text", name, family, description)
 
