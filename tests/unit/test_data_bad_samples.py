@@ -124,6 +124,7 @@ def test_truncated_samples_are_counted_and_still_used(root, processor):
         root, [GOOD, {"id": "multi", "image": "good.png", "conversations": long_turns}], processor
     )
     assert _good_item_ok(dataset[1], processor)
+    assert _good_item_ok(dataset[1], processor)  # read again (a second epoch): still counted once
     assert report.counts == {"truncated": 1} and report.examples == {"truncated": ["multi"]}
     assert "2 used" in report.summary()
 

@@ -33,6 +33,7 @@ class TrainDataset(Dataset):
         lengths: cheap token-length estimates per sample (for length-grouped sampling).
         has_image: whether each sample has at least one image (for modality-grouped sampling).
         report: the shared DataReport of this source.
+        seed: the seed samplers built on this dataset should use by default.
     """
 
     def __init__(
@@ -59,6 +60,7 @@ class TrainDataset(Dataset):
         self.on_bad_sample = on_bad_sample
         self.seed = seed
         self._bad: set[int] = set()  # indices found bad lazily: counted once, skipped from then on
+        self._truncated: set[int] = set()  # counted once, not once per epoch
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -76,8 +78,10 @@ class TrainDataset(Dataset):
         """Render sample `index`, raising SampleProblem if it cannot be used."""
         conv = self.conversation(index)
         rendered = render_conversation(self.processor, conv.messages, load_images(conv), self.max_length)
-        if rendered.truncated and self.report.record("truncated", conv.id):
-            self.report.warn(["truncated"])
+        if rendered.truncated and index not in self._truncated:
+            self._truncated.add(index)
+            if self.report.record("truncated", conv.id):
+                self.report.warn(["truncated"])
         return rendered.tensors
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
