@@ -17,6 +17,7 @@ import hashlib
 import json
 import shutil
 import tempfile
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -135,6 +136,20 @@ def _json_to_arrow(path: Path):
     return Dataset.from_list([norm(r, i) for i, r in enumerate(raw)])
 
 
+@contextmanager
+def _quiet_datasets():
+    """No `datasets` progress bars for vittle's own bookkeeping (the user sees vittle's report instead)."""
+    from datasets.utils import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
+
+    was_disabled = are_progress_bars_disabled()
+    disable_progress_bars()
+    try:
+        yield
+    finally:
+        if not was_disabled:
+            enable_progress_bars()
+
+
 def _from_json(path: Path, cache_dir: Path | None):
     """The normalised rows of a JSON/JSONL file. With a cache_dir they are saved once as Arrow and memory-mapped
     from then on, so a large file is parsed once, not once per run and rank."""
@@ -150,7 +165,8 @@ def _from_json(path: Path, cache_dir: Path | None):
         cached.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{cached.name}.", dir=cached.parent))
         try:
-            _json_to_arrow(path).save_to_disk(str(tmp))
+            with _quiet_datasets():
+                _json_to_arrow(path).save_to_disk(str(tmp))
             try:
                 tmp.rename(cached)
             except OSError:  # another rank won the race; its copy is identical
@@ -205,7 +221,8 @@ def load_source(spec: str, image_root: str | None = None, cache_dir: Path | None
         import datasets
 
         kwargs = {"cache_dir": str(cache_dir)} if cache_dir else {}
-        rows = datasets.load_dataset("parquet", data_files=str(path), split="train", **kwargs)
+        with _quiet_datasets():
+            rows = datasets.load_dataset("parquet", data_files=str(path), split="train", **kwargs)
         form, default_root = _form_of(rows.column_names, spec), path.parent
     else:
         raise DataError(
