@@ -247,3 +247,39 @@ def test_pope_suite_in_llava_layout_with_a_short_label_file(tmp_path):
     preds = _lines(tmp_path / "ev" / "predictions.jsonl")
     assert all(p["label"] == ("yes" if ("cat" in p["text"] or "bus" in p["text"]) else "no") for p in preds)
     assert not any(p["split"] == "random" and "bus" in p["text"] for p in preds)
+
+
+def test_prefetch_keeps_order_and_raises_producer_errors():
+    from vittle_cli.eval.runner import _prefetch
+
+    assert list(_prefetch(iter(range(5)))) == [0, 1, 2, 3, 4]
+
+    def broken():
+        yield 1
+        raise ValueError("bad image")
+
+    with pytest.raises(ValueError, match="bad image"):
+        list(_prefetch(broken()))
+
+
+def test_questions_are_streamed_in_chunks_not_materialised(suite_file, tmp_path):
+    fake = FakeModel()
+    sizes = []
+
+    def generate(model, processor, requests, **kw):
+        sizes.append(len(requests))
+        return fake.generate(model, processor, requests, **kw)
+
+    run_eval(
+        str(suite_file),
+        "fake-model",
+        out=tmp_path / "ev",
+        limit=6,
+        batch_size=1,
+        generate=generate,
+        load_model=fake.load,
+        cache_dir=tmp_path / "img-cache",
+        console=Console(quiet=True),
+    )
+    assert sum(sizes) == 4 * 3 * 6
+    assert len(sizes) > 4 and max(sizes) < 3 * 6  # many calls per variant, each a few images' questions

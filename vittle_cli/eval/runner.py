@@ -10,11 +10,12 @@ import hashlib
 import json
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import TypeVar
 
-from vittle_cli.data.shift import Suite, load_suite, load_suite_data
+from vittle_cli.data.shift import Suite, Variant, load_suite, load_suite_data
 from vittle_cli.data.shift.questions import SuiteQuestion, iter_image_groups, limit_items
 from vittle_cli.errors import UsageError
 from vittle_cli.eval.io import write_json
@@ -22,6 +23,7 @@ from vittle_cli.eval.metrics import score_predictions, summarise_variants
 from vittle_cli.eval.predictions import PredictionCache
 from vittle_cli.eval.report import plot_results, print_table, versions
 
+T = TypeVar("T")
 RESULTS = "results.json"
 CHART = "results.png"
 DTYPES = ("float32", "bfloat16", "float16", "auto")
@@ -214,38 +216,51 @@ def _answer(
         from vittle_cli.model.checkpoint import load_vittle_model as load_model
     console.print(f"loading {model} ({dtype}, {device})")
     mdl, processor = load_model(model, base=base, dtype=dtype, device=device)
-    chunk = batch_size * CHUNK_BATCHES
+    work = _prefetch(_chunks(suite, todo, data, batch_size * CHUNK_BATCHES, cache_dir))
     with _progress(console) as progress:
         task = progress.add_task("questions", total=sum(len(t) for t in todo.values()))
-        for variant in suite.variants:
-            items = todo[variant.name]
-            if not items:
-                continue
+        for variant, questions in work:
             progress.update(task, description=f"{variant.name:<28.28}")
-            pending: list[SuiteQuestion] = []
-            groups = iter_image_groups(suite, variant, data, items, cache_dir)
-            for group in [*groups, None]:  # None flushes the last chunk
-                if group is not None:
-                    pending += group
-                if pending and (group is None or len(pending) >= chunk):
-                    requests = [
-                        GenerationRequest(q.image, q.text, (variant.name, q.image_key)) for q in pending
-                    ]
-                    answers = generate(
-                        mdl,
-                        processor,
-                        requests,
-                        batch_size=batch_size,
-                        max_new_tokens=max_new_tokens,
-                        on_progress=lambda n: progress.advance(task, n),
-                    )
-                    cache.add(
-                        [
-                            _record(variant.name, variant.group, q, a)
-                            for q, a in zip(pending, answers, strict=True)
-                        ]
-                    )
-                    pending = []
+            requests = [GenerationRequest(q.image, q.text, (variant.name, q.image_key)) for q in questions]
+            answers = generate(
+                mdl,
+                processor,
+                requests,
+                batch_size=batch_size,
+                max_new_tokens=max_new_tokens,
+                on_progress=lambda n: progress.advance(task, n),
+            )
+            cache.add(
+                [_record(variant.name, variant.group, q, a) for q, a in zip(questions, answers, strict=True)]
+            )
+
+
+def _chunks(suite, todo, data, size, cache_dir) -> Iterator[tuple[Variant, list[SuiteQuestion]]]:
+    """(variant, questions) chunks of about `size` questions, whole images only, in suite order."""
+    for variant in suite.variants:
+        if not todo[variant.name]:
+            continue
+        pending: list[SuiteQuestion] = []
+        for group in iter_image_groups(suite, variant, data, todo[variant.name], cache_dir):
+            pending += group
+            if len(pending) >= size:
+                yield variant, pending
+                pending = []
+        if pending:
+            yield variant, pending
+
+
+def _prefetch(items: Iterator[T]) -> Iterator[T]:
+    """Produce the next item in a background thread while the caller works on this one, so loading and
+    perturbing images overlaps with generation. One producer at a time, and perturbations seed the global
+    RNGs per sample while greedy generation draws from none, so the thread changes no result."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="vittle-prefetch") as pool:
+        future = pool.submit(next, items, None)
+        while (item := future.result()) is not None:
+            future = pool.submit(next, items, None)
+            yield item
 
 
 def _results(suite, model, items, cache, data, *, limit, max_new_tokens, seconds, computed) -> dict:
