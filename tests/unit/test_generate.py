@@ -86,22 +86,31 @@ def reference(diverse):
     return generate_one_at_a_time(model, processor, _requests(), max_new_tokens=MAX_NEW)
 
 
-def _hf_lengths(model, processor, requests) -> list[int]:
-    """Generated token counts from plain HF generate (independent of the code under test)."""
-    lengths = []
+def _hf_generate(model, processor, requests) -> list[list[int]]:
+    """New tokens from plain HF generate with the model's own settings (independent of the code under test)."""
+    outputs = []
     for r in requests:
         inputs = processor(
             text=[gen.render_prompt(processor, r)], images=[r.image] if r.image else None, return_tensors="pt"
         )
-        out = model.generate(**inputs, do_sample=False, max_new_tokens=MAX_NEW)
-        lengths.append(out.shape[1] - inputs["input_ids"].shape[1])
-    return lengths
+        out = model.generate(**inputs, max_new_tokens=MAX_NEW)
+        outputs.append(out[0, inputs["input_ids"].shape[1] :].tolist())
+    return outputs
+
+
+def _hf_answers(model, processor, requests) -> list[str]:
+    return [
+        processor.decode(t, skip_special_tokens=True).strip()
+        for t in _hf_generate(model, processor, requests)
+    ]
 
 
 def test_fixture_gives_varied_answers_and_early_eos(diverse, reference):
     model, processor = diverse
     assert len(set(reference)) >= len(reference) // 2
-    lengths = _hf_lengths(model, processor, _requests()[:4])
+    generated = _hf_generate(model, processor, _requests()[:4])
+    assert _hf_answers(model, processor, _requests()[:4]) == reference[:4]
+    lengths = [len(t) for t in generated]
     assert min(lengths) < MAX_NEW and max(lengths) == MAX_NEW
 
 
@@ -222,6 +231,21 @@ def test_with_peft_lora_model(tiny_model_dir):
     reqs = _requests()[:10]
     ref = generate_one_at_a_time(model, processor, reqs, max_new_tokens=4)
     assert generate_answers(model, processor, reqs, batch_size=4, max_new_tokens=4) == ref
+
+
+def test_reference_ignores_the_models_generation_settings(diverse, reference):
+    model, processor = diverse
+    reqs = _requests()[:4]
+    saved = model.generation_config.repetition_penalty
+    model.generation_config.repetition_penalty = 5.0
+    try:
+        penalised = _hf_answers(model, processor, reqs)
+        plain = generate_one_at_a_time(model, processor, reqs, max_new_tokens=MAX_NEW)
+    finally:
+        model.generation_config.repetition_penalty = saved
+    assert penalised != reference[:4]  # the setting matters for these prompts ...
+    assert plain == reference[:4]  # ... and the reference protocol stays plain greedy
+    assert model.generation_config.repetition_penalty == saved
 
 
 def test_errors_and_empty(diverse):

@@ -13,14 +13,16 @@ with `input_ids` (never `inputs_embeds`), so hooks that read them, such as the V
 from __future__ import annotations
 
 import inspect
+import os
 from collections.abc import Callable, Hashable, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
 from PIL import Image
 
 from vittle_cli.errors import UsageError
-from vittle_cli.model.attach import image_token_ids
+from vittle_cli.model.attach import image_token_ids, unwrap_model
 
 # Tensors from the processor that are not image inputs of the prefix forward.
 _TEXT_KEYS = ("input_ids", "attention_mask", "token_type_ids", "mm_token_type_ids")
@@ -59,7 +61,6 @@ def generate_one_at_a_time(
     from transformers import GenerationConfig
 
     _check_positive(max_new_tokens=max_new_tokens)
-    # A fresh config so sampling settings or logits processors in the model's own config cannot apply.
     config = GenerationConfig(
         do_sample=False,
         num_beams=1,
@@ -68,13 +69,27 @@ def generate_one_at_a_time(
         pad_token_id=_pad_id(processor),
     )
     answers = []
-    for request in requests:
-        images = [request.image] if request.image is not None else None
-        inputs = processor(text=[render_prompt(processor, request)], images=images, return_tensors="pt")
-        inputs = _to_model(model, dict(inputs))
-        out = model.generate(**inputs, generation_config=config)
-        answers.append(_decode(processor, out[0, inputs["input_ids"].shape[1] :].tolist()))
+    with _only_generation_config(model, config):
+        for request in requests:
+            images = [request.image] if request.image is not None else None
+            inputs = processor(text=[render_prompt(processor, request)], images=images, return_tensors="pt")
+            inputs = _to_model(model, dict(inputs))
+            out = model.generate(**inputs, generation_config=config)
+            answers.append(_decode(processor, out[0, inputs["input_ids"].shape[1] :].tolist()))
     return answers
+
+
+@contextmanager
+def _only_generation_config(model, config):
+    """generate() fills every field left at its default from the model's own generation config (sampling,
+    repetition penalty, ...); swap that config out so the reference protocol is plain greedy."""
+    base = unwrap_model(model)  # peft reads and writes the base model's config
+    saved = base.generation_config
+    base.generation_config = config
+    try:
+        yield
+    finally:
+        base.generation_config = saved
 
 
 @torch.inference_mode()
@@ -160,7 +175,7 @@ def _encode(processor, requests: Sequence[GenerationRequest]) -> _Encoded:
         image_inputs.append(inputs)
     text_only = [i for i, r in enumerate(requests) if r.image is None]
     if text_only:
-        out = processor(text=[prompts[i] for i in text_only])
+        out = processor(text=[prompts[i] for i in text_only], padding=False)
         for i, toks in zip(text_only, out["input_ids"], strict=True):
             ids[i] = list(toks)
     return _Encoded(ids=ids, unit=unit, image_inputs=image_inputs)
@@ -233,15 +248,11 @@ def _shared_prefix(seqs: list[list[int]], image_ids: set[int]) -> list[int] | No
     None when reuse does not pay (one member) or would split an image span."""
     if len(seqs) < 2:
         return None
-    n = min(len(s) for s in seqs) - 1  # the last prompt token must be fed to get the first logits
-    first = seqs[0]
-    for s in seqs[1:]:
-        n = next((j for j in range(n) if s[j] != first[j]), n)
-    if n < 1:
+    # The last prompt token must be fed to get the first logits, so each member keeps at least one.
+    n = min(len(os.path.commonprefix(seqs)), min(len(s) for s in seqs) - 1)
+    if n < 1 or any(t in image_ids for s in seqs for t in s[n:]):
         return None
-    if any(t in image_ids for s in seqs for t in s[n:]):
-        return None
-    return first[:n]
+    return seqs[0][:n]
 
 
 # ------------------------------------------------------------------------------------------- execution

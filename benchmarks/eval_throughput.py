@@ -1,0 +1,245 @@
+"""Evaluation throughput: the one-at-a-time reference protocol vs vittle's generation engine.
+
+Prints questions/s of (1) one `model.generate` call per question, (2) left-padded batches of full prompts
+and (3) the default engine (the [system prompt + image] prefix computed once per image and its KV cache
+reused for that image's questions), each ratio to (1), and whether the answers are identical to (1).
+The questions are POPE-shaped: Q yes/no questions per image (18 in POPE) and a few new tokens.
+
+    python benchmarks/eval_throughput.py                                  # builtin:tiny-llava on CPU
+    python benchmarks/eval_throughput.py --llava7b --images 20            # LLaVA-1.5-7B shape, CUDA, bf16
+    python benchmarks/eval_throughput.py --images 4 --questions-per-image 6 --max-new-tokens 8
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+LLAVA_V1_SYSTEM = (
+    "A chat between a curious human and an artificial intelligence assistant. "
+    "The assistant gives helpful, detailed, and polite answers to the human's questions."
+)
+POPE_SUFFIX = "\nAnswer the question using a single word or phrase."
+OBJECTS = "person dog cat car chair bottle cup bicycle horse bird bus train dining table umbrella".split()
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda with --llava7b, else cpu)")
+    p.add_argument(
+        "--dtype",
+        default="auto",
+        choices=["auto", "float32", "bfloat16", "float16"],
+        help="model dtype (auto: bfloat16 on CUDA, float32 on CPU)",
+    )
+    p.add_argument("--images", type=int, default=8, help="number of images (default 8)")
+    p.add_argument("--questions-per-image", type=int, default=18, help="questions per image (POPE: 18)")
+    p.add_argument("--max-new-tokens", type=int, default=3, help="new tokens per answer (default 3)")
+    p.add_argument("--batch-size", type=int, default=16, help="engine batch size (default 16)")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch CPU threads (default 1: the tiny model's matmuls gain nothing from more)",
+    )
+    p.add_argument(
+        "--llava7b",
+        action="store_true",
+        help="LLaVA-1.5-7B-shaped model with random weights (CLIP-L/336 + Llama-7B; needs CUDA)",
+    )
+    return p.parse_args(argv)
+
+
+def build_llava7b(device: str, dtype, num_layers: int = 32):
+    """A LLaVA-1.5-7B-shaped model (random weights, nothing downloaded) and a processor for it.
+
+    The tokenizer is builtin:tiny-llava's, padded with plain added tokens to Llama's 32064-token vocabulary
+    so every generated id decodes; the chat template carries LLaVA-1.5's system prompt.
+    """
+    import torch
+    from transformers import (
+        CLIPVisionConfig,
+        LlamaConfig,
+        LlavaConfig,
+        LlavaForConditionalGeneration,
+        LlavaProcessor,
+    )
+
+    from vittle_cli.model.builtin import CHAT_TEMPLATE, SYSTEM_PROMPT, build_tiny_llava
+
+    _, tiny = build_tiny_llava(0)
+    tokenizer = tiny.tokenizer
+    tokenizer.add_tokens([f"<extra_{i}>" for i in range(32064 - len(tokenizer))])
+    template = CHAT_TEMPLATE.replace(SYSTEM_PROMPT, LLAVA_V1_SYSTEM.replace("'", "\\'"))
+    tokenizer.chat_template = template
+    tokenizer.model_max_length = 4096
+    vision = CLIPVisionConfig(
+        hidden_size=1024,
+        intermediate_size=4096,
+        num_hidden_layers=24,
+        num_attention_heads=16,
+        image_size=336,
+        patch_size=14,
+        projection_dim=768,
+        hidden_act="quick_gelu",
+    )
+    text = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=4096,
+        intermediate_size=11008,
+        num_hidden_layers=num_layers,
+        num_attention_heads=32,
+        num_key_value_heads=32,
+        max_position_embeddings=4096,
+        rms_norm_eps=1e-5,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    config = LlavaConfig(
+        vision_config=vision,
+        text_config=text,
+        image_token_index=tokenizer.convert_tokens_to_ids("<image>"),
+        image_seq_length=576,
+        vision_feature_select_strategy="default",
+        vision_feature_layer=-2,
+        projector_hidden_act="gelu",
+    )
+    config.pad_token_id = tokenizer.pad_token_id
+    torch.manual_seed(0)
+    with torch.device(device):  # initialise on the GPU: seconds instead of minutes on the CPU
+        model = LlavaForConditionalGeneration._from_config(config, dtype=dtype)
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    image_processor = type(tiny.image_processor)(
+        size={"shortest_edge": 336},
+        crop_size={"height": 336, "width": 336},
+        image_mean=[0.48145466, 0.4578275, 0.40821073],
+        image_std=[0.26862954, 0.26130258, 0.27577711],
+    )
+    processor = LlavaProcessor(
+        image_processor=image_processor,
+        tokenizer=tokenizer,
+        patch_size=14,
+        vision_feature_select_strategy="default",
+        num_additional_image_tokens=1,
+        chat_template=template,
+    )
+    return model.eval(), processor
+
+
+def build_tiny(device: str, dtype):
+    from vittle_cli.model.builtin import build_tiny_llava
+
+    model, processor = build_tiny_llava(0)
+    return model.to(device=device, dtype=dtype).eval(), processor
+
+
+def make_requests(n_images: int, per_image: int):
+    """POPE-shaped requests: `per_image` yes/no questions about each of `n_images` noise images."""
+    import numpy as np
+    from PIL import Image
+
+    from vittle_cli.eval.generate import GenerationRequest
+
+    rng = np.random.default_rng(0)
+    requests = []
+    for i in range(n_images):
+        image = Image.fromarray((rng.random((480, 640, 3)) * 255).astype("uint8"))
+        for q in range(per_image):
+            obj = OBJECTS[(i + q) % len(OBJECTS)] + (" on the left" if q % 3 == 0 else "")
+            requests.append(GenerationRequest(image, f"Is there a {obj} in the image?{POPE_SUFFIX}", group=i))
+    return requests
+
+
+def timed(fn, device: str):
+    import torch
+
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    result = fn()
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+    return result, time.perf_counter() - start
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    import torch
+    import transformers
+
+    from vittle_cli.eval.generate import generate_answers, generate_one_at_a_time, render_prompt
+
+    device = args.device or ("cuda" if args.llava7b else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        print(
+            f"error: {'--llava7b' if args.llava7b else '--device cuda'} needs a CUDA GPU and none is "
+            "visible; run without it for the tiny model on CPU",
+            file=sys.stderr,
+        )
+        return 2
+    if args.llava7b and not device.startswith("cuda"):
+        print("error: --llava7b runs on CUDA only; drop --device or pass --device cuda", file=sys.stderr)
+        return 2
+    if device == "cpu":
+        torch.set_num_threads(args.threads)
+    dtype_name = (
+        args.dtype if args.dtype != "auto" else ("bfloat16" if device.startswith("cuda") else "float32")
+    )
+    dtype = getattr(torch, dtype_name)
+
+    t0 = time.perf_counter()
+    model, processor = (build_llava7b if args.llava7b else build_tiny)(device, dtype)
+    build_s = time.perf_counter() - t0
+    requests = make_requests(args.images, args.questions_per_image)
+    prompt_len = len(
+        processor(text=[render_prompt(processor, requests[0])], images=[requests[0].image])["input_ids"][0]
+    )
+    print(
+        f"model: {'LLaVA-1.5-7B-shaped (random)' if args.llava7b else 'builtin:tiny-llava'} on {device} "
+        f"({torch.cuda.get_device_name() if device.startswith('cuda') else 'CPU'}), {dtype_name}, "
+        f"built in {build_s:.1f}s; torch {torch.__version__}, transformers {transformers.__version__}"
+    )
+    print(
+        f"questions: {len(requests)} ({args.images} images x {args.questions_per_image}), prompt "
+        f"{prompt_len} tokens, {args.max_new_tokens} new tokens, batch size {args.batch_size}"
+    )
+
+    n_new = args.max_new_tokens
+    warm = requests[: min(4, len(requests))]  # first-call costs (CUDA context, kernels) out of the timings
+    generate_one_at_a_time(model, processor, warm, max_new_tokens=n_new)
+    generate_answers(model, processor, warm, batch_size=args.batch_size, max_new_tokens=n_new)
+
+    ref, ref_s = timed(
+        lambda: generate_one_at_a_time(model, processor, requests, max_new_tokens=n_new), device
+    )
+    rows = [("one at a time (reference)", ref, ref_s)]
+    for name, reuse in (("batched, full prompts", False), ("engine (prefix reuse)", True)):
+        answers, seconds = timed(
+            lambda reuse=reuse: generate_answers(
+                model,
+                processor,
+                requests,
+                batch_size=args.batch_size,
+                max_new_tokens=n_new,
+                reuse_prefix=reuse,
+            ),
+            device,
+        )
+        rows.append((name, answers, seconds))
+
+    print(f"\n{'method':<28}{'seconds':>9}{'q/s':>10}{'ratio':>8}  identical answers")
+    for name, answers, seconds in rows:
+        same = sum(a == b for a, b in zip(answers, ref, strict=True))
+        print(
+            f"{name:<28}{seconds:>9.2f}{len(requests) / seconds:>10.1f}{ref_s / seconds:>7.1f}x"
+            f"  {same}/{len(ref)}"
+        )
+    print(f"distinct reference answers: {len(set(ref))}")
+    return 0 if all(answers == ref for _, answers, _ in rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
