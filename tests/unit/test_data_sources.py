@@ -204,3 +204,13 @@ def test_json_is_parsed_once_per_version_of_the_file(processor, image_dir, tmp_p
     monkeypatch.setattr(sources, "_json_to_arrow", lambda p: calls.append(p) or real(p))
     changed, _ = build_train_dataset(data, processor, cache_dir=tmp_path / "c")
     assert changed.ids == ["000123", "7"] and calls == [path]
+
+
+def test_missing_or_null_ids_become_the_row_index(processor, tmp_path):
+    text_only = {
+        "conversations": [{"from": "human", "value": "Is red a colour?"}, {"from": "gpt", "value": "Yes"}]
+    }
+    path = tmp_path / "ids.json"
+    path.write_text(json.dumps([{**text_only, "id": None}, text_only, {**text_only, "id": 0}]))
+    dataset, _ = build_train_dataset(_data(path), processor, cache_dir=tmp_path)
+    assert dataset.ids == ["0", "1", "0"]

@@ -68,7 +68,7 @@ def _as_list(value: Any) -> list:
 def _normalise_llava(row: dict, index: int) -> dict:
     turns = row.get("conversations")
     return {
-        "id": str(row.get("id", index)),
+        "id": str(index if row.get("id") is None else row["id"]),
         "image": [str(p) for p in _as_list(row.get("image"))],
         "conversations": [
             {"from": str(t.get("from", "")), "value": "" if t.get("value") is None else str(t.get("value"))}
@@ -94,7 +94,7 @@ def _normalise_messages(row: dict, index: int) -> dict:
     msgs = row.get("messages")
     images = [p.get("path") if isinstance(p, dict) else p for p in _as_list(row.get("images"))]
     return {
-        "id": str(row.get("id", index)),
+        "id": str(index if row.get("id") is None else row["id"]),
         "images": [str(p) for p in images],
         "messages": [
             {"role": str(m.get("role", "")), "content": _normalise_content(m.get("content"))}
