@@ -96,6 +96,7 @@ class Variant(_Strict):
             raise ValueError(f"a {self.group!r} variant needs {wants}")
         if not self.name:
             specs = [s.spec for s in (self.visual, self.text) if s is not None]
+            # the model is frozen: fill the derived default once, here at validation
             object.__setattr__(self, "name", "+".join(specs) or "clean")
         return self
 
