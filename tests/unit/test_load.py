@@ -422,3 +422,29 @@ def test_lora_targets_on_qwen2vl_skip_the_vision_tower_and_merger():
     ]
     tower = lora_target_modules(model, ["vision_tower"])
     assert tower and all(n.startswith("model.visual.blocks.") for n in tower)
+
+
+def test_compose_shell_is_built_outside_an_active_zero3_init(tiny_model_dir):
+    """Under ZeRO-3 (Trainer sets a global HfDeepSpeedConfig first) the meta-device LLaVA shell must not go
+    through transformers' ZeRO-3 weight init, which cannot initialise meta tensors."""
+    pytest.importorskip("deepspeed")
+    from transformers import AutoConfig, LlavaForConditionalGeneration
+    from transformers.integrations import HfDeepSpeedConfig, is_deepspeed_zero3_enabled
+
+    from vittle_cli.model.load import _zero3_init_paused
+    from vittle_cli.train.deepspeed import resolve_deepspeed_config
+
+    config = AutoConfig.from_pretrained(tiny_model_dir)
+    keep = HfDeepSpeedConfig(resolve_deepspeed_config("zero3"))  # noqa: F841 (a weakref holds it globally)
+    try:
+        assert is_deepspeed_zero3_enabled()
+        with _zero3_init_paused():
+            assert not is_deepspeed_zero3_enabled()
+            with torch.device("meta"):
+                shell = LlavaForConditionalGeneration(config)
+        assert is_deepspeed_zero3_enabled()  # restored for the parts that follow
+        assert all(p.is_meta for p in shell.parameters())
+    finally:
+        from transformers.integrations.deepspeed import unset_hf_deepspeed_config
+
+        unset_hf_deepspeed_config()

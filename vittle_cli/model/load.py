@@ -8,6 +8,7 @@ attached after quantisation so it is never quantised, and before peft so `module
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import math
@@ -429,7 +430,7 @@ def compose_llava(
         projector_hidden_act="gelu",
     )
     config.pad_token_id = tokenizer.pad_token_id
-    with torch.device("meta"):
+    with _zero3_init_paused(), torch.device("meta"):
         model = LlavaForConditionalGeneration(config)
     model.model.language_model = lm.get_decoder()
     model.lm_head = lm.get_output_embeddings()
@@ -443,6 +444,24 @@ def compose_llava(
     model.generation_config = lm.generation_config
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     return model, _llava_processor(tokenizer, vt_source, vision.patch_size)
+
+
+@contextlib.contextmanager
+def _zero3_init_paused():
+    """Build an empty shell without transformers' ZeRO-3 init, which would try to initialise (and
+    partition) the shell's meta-device weights. The parts loaded with from_pretrained stay partitioned."""
+    from transformers.integrations import deepspeed as hf_deepspeed
+
+    ref = getattr(hf_deepspeed, "_hf_deepspeed_config_weak_ref", None)
+    active = ref() if ref is not None else None
+    if active is None:
+        yield
+        return
+    hf_deepspeed.unset_hf_deepspeed_config()
+    try:
+        yield
+    finally:
+        hf_deepspeed.set_hf_deepspeed_config(active)
 
 
 def _llava_processor(tokenizer: Any, vision_source: str, patch_size: int) -> Any:
