@@ -381,15 +381,12 @@ def _feed_suffixes(decoder: _Decoder, rows: list[tuple[list, int, list[int]]]) -
         mask[r, p_max - p : p_max] = 1
         mask[r, p_max + s_max - len(suffix) :] = 1
         ids[r, s_max - len(suffix) :] = torch.tensor(suffix)
-    # Index each distinct prefix once, then gather rows: one copy of the cache per row, no Python loop.
     distinct = list({id(kv): kv for kv, _, _ in rows}.values())
     which = torch.tensor([next(j for j, kv in enumerate(distinct) if kv is row_kv) for row_kv, _, _ in rows])
     cache = decoder.new_cache()
     for layer in range(len(distinct[0])):
-        keys = torch.cat([_left_pad_time(kv[layer][0], p_max) for kv in distinct])
-        values = torch.cat([_left_pad_time(kv[layer][1], p_max) for kv in distinct])
-        index = which.to(keys.device)
-        cache.update(keys.index_select(0, index), values.index_select(0, index), layer)
+        keys, values = (_gather_rows([kv[layer][t] for kv in distinct], which, p_max) for t in (0, 1))
+        cache.update(keys, values, layer)
     mask, ids = mask.to(decoder.device), ids.to(decoder.device)
     pos = _positions(mask)[:, p_max:]
     logits = decoder.forward(ids, mask, pos, cache)
@@ -434,6 +431,18 @@ def _left_pad(seqs: list[list[int]], pad: int, device) -> tuple[torch.Tensor, to
         ids[r, width - len(s) :] = torch.tensor(s)
         mask[r, width - len(s) :] = 1
     return ids.to(device), mask.to(device)
+
+
+def _gather_rows(prefixes: list[torch.Tensor], which: torch.Tensor, length: int) -> torch.Tensor:
+    """Row r of the result is prefixes[which[r]] left-padded to `length` on the time axis.
+
+    With one prefix this is a broadcast view, not a copy: the cache concatenates the suffix onto it in
+    the next forward anyway, which makes the one real copy per row.
+    """
+    padded = [_left_pad_time(x, length) for x in prefixes]
+    if len(padded) == 1:
+        return padded[0].expand(len(which), -1, -1, -1)
+    return torch.cat(padded).index_select(0, which.to(padded[0].device))
 
 
 def _left_pad_time(x: torch.Tensor, length: int) -> torch.Tensor:
