@@ -131,6 +131,8 @@ def test_bad_references_give_clear_errors(tiny_llava, tmp_path):
     model, processor = tiny_llava
     with pytest.raises(ModelError, match="does not exist"):
         load_vittle_model(tmp_path / "missing")
+    with pytest.raises(ModelError, match="cannot load model"):  # offline in tests: never downloads
+        load_vittle_model("nobody-vittle-test/no-such-model")
     (tmp_path / "empty").mkdir()
     with pytest.raises(ModelError, match="not a model, adapter or run directory"):
         load_vittle_model(tmp_path / "empty")

@@ -187,8 +187,14 @@ def _check_vittle_files(directory: Path) -> bool:
 def _load_base(source: str, dtype: str):
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
-    model = AutoModelForImageTextToText.from_pretrained(source, dtype=dtype)
-    processor = AutoProcessor.from_pretrained(source)
+    try:
+        model = AutoModelForImageTextToText.from_pretrained(source, dtype=dtype)
+        processor = AutoProcessor.from_pretrained(source)
+    except (OSError, ValueError) as err:  # transformers' "not found" / "not a model" errors
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ModelError(
+            f"cannot load model {source}: {first} (pass a hub name, or a local model, adapter or run directory)"
+        ) from err
     return model, processor
 
 
