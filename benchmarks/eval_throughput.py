@@ -4,6 +4,7 @@ Prints questions/s of (1) one `model.generate` call per question, (2) left-padde
 and (3) the default engine (the [system prompt + image] prefix computed once per image and its KV cache
 reused for that image's questions), each ratio to (1), and whether the answers are identical to (1).
 The questions are POPE-shaped: Q yes/no questions per image (18 in POPE) and a few new tokens.
+Exits 1 when any answer differs from the reference, 2 on bad options (e.g. --llava7b without CUDA).
 
     python benchmarks/eval_throughput.py                                  # builtin:tiny-llava on CPU
     python benchmarks/eval_throughput.py --llava7b --images 20            # LLaVA-1.5-7B shape, CUDA, bf16

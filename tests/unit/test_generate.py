@@ -46,9 +46,9 @@ QUESTIONS = [
 
 
 def _requests() -> list[GenerationRequest]:
-    """Several images with varied questions; group 0 asks only "Is there a ..." (a longer shared prefix
-    than the others), a duplicate question, text-only requests with and without a group, and an
-    ungrouped image request (no reuse possible)."""
+    """Several images with varied questions: group "img0" asks only "Is there a ..." (a longer shared
+    prefix than the others), group 1 repeats a question, text-only requests with and without a group,
+    and an ungrouped image request (no reuse possible)."""
     imgs = _images(3)
     reqs = [GenerationRequest(imgs[0], q, group="img0") for q in QUESTIONS[:3]]
     reqs += [GenerationRequest(imgs[1], q, group=1) for q in QUESTIONS + QUESTIONS[3:4]]
