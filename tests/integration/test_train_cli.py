@@ -61,7 +61,9 @@ def test_run_directory_holds_everything(full_run):
     from vittle_cli.recipe import load_recipe
 
     # the resolved recipe reloads to the recipe that was trained
-    expected = load_recipe(RECIPE, [*FAST, f"output.dir={full_run.parent}", "output.run_name=full", "output.save_total_limit=1"])
+    expected = load_recipe(
+        RECIPE, [*FAST, f"output.dir={full_run.parent}", "output.run_name=full", "output.save_total_limit=1"]
+    )
     assert load_recipe(full_run / "config.yaml").model_dump() == expected.model_dump()
     info = json.loads((full_run / "run_info.json").read_text())
     assert info["world_size"] == 1 and info["seed"] == 42
