@@ -121,6 +121,13 @@ def generate_answers(
     _check_positive(batch_size=batch_size, max_new_tokens=max_new_tokens)
     if not requests:
         return []
+    if _uses_multimodal_rope(model):
+        # Qwen2-VL-style position ids are not cumsum(mask) - 1, so this engine would change the answers:
+        # be slow and exact instead.
+        answers = generate_one_at_a_time(model, processor, requests, max_new_tokens=max_new_tokens)
+        if on_progress is not None:
+            on_progress(len(answers))
+        return answers
     encoded = _encode(processor, requests)
     prefix_groups, plain = _plan(encoded, requests, set(image_token_ids(model)), reuse_prefix)
     decoder = _Decoder(model, processor, max_new_tokens)
@@ -473,6 +480,11 @@ def _eos_ids(model, processor) -> set[int]:
 def _pad_id(processor) -> int:
     tok = processor.tokenizer
     return tok.pad_token_id if tok.pad_token_id is not None else (tok.eos_token_id or 0)
+
+
+def _uses_multimodal_rope(model) -> bool:
+    """Qwen2-VL, Qwen2.5-VL, GLM-4V, ...: their inner model computes 3-D RoPE indices itself."""
+    return callable(getattr(getattr(unwrap_model(model), "model", None), "get_rope_index", None))
 
 
 def _cache_kwarg(model) -> str:
