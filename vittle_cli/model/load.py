@@ -228,7 +228,7 @@ def quantization_skip_modules(config: Any, hub: dict[str, Any] | None = None) ->
     """
     from transformers import AutoModelForImageTextToText
 
-    with torch.device("meta"):
+    with _zero3_init_paused(), torch.device("meta"):
         skeleton = AutoModelForImageTextToText.from_config(
             config, trust_remote_code=(hub or {}).get("trust_remote_code", False)
         )
@@ -448,8 +448,8 @@ def compose_llava(
 
 @contextlib.contextmanager
 def _zero3_init_paused():
-    """Build an empty shell without transformers' ZeRO-3 init, which would try to initialise (and
-    partition) the shell's meta-device weights. The parts loaded with from_pretrained stay partitioned."""
+    """Build meta-device skeletons without transformers' ZeRO-3 init, which would try to initialise (and
+    partition) their weights and fails on meta tensors. Real loads (from_pretrained) stay partitioned."""
     from transformers.integrations import deepspeed as hf_deepspeed
 
     ref = getattr(hf_deepspeed, "_hf_deepspeed_config_weak_ref", None)
