@@ -386,3 +386,21 @@ def test_qwen2_vl_routing_and_cached_generation():
     assert torch.equal(cached.sequences, uncached.sequences)
     for step_cached, step_full in zip(cached.logits, uncached.logits, strict=True):
         torch.testing.assert_close(step_cached, step_full, atol=1e-5, rtol=1e-5)
+
+
+def test_tuple_layer_outputs_of_transformers_4_are_handled(tiny_llava):
+    model, processor = tiny_llava
+    inputs = _prompt(processor)
+    attach_bottleneck(model, VittleConfig())
+    with torch.no_grad():
+        expected = model(**inputs).logits
+    layer = find_decoder_layers(model)[attached_layers(model)[0]]
+    tensor_forward = layer.forward
+    seen = {}
+    # Make the layer return a 4.x-style tuple; a later hook turns it back into what 5.x's loop expects.
+    layer.forward = lambda *a, **k: (tensor_forward(*a, **k), "extra")
+    layer.register_forward_hook(lambda m, a, out: seen.update(out=out) or out[0])
+    with torch.no_grad():
+        got = model(**inputs).logits
+    assert isinstance(seen["out"], tuple) and seen["out"][1] == "extra"
+    assert torch.equal(got, expected)
