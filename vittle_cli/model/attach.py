@@ -125,6 +125,14 @@ def _hidden_size(model: nn.Module) -> int:
     return size
 
 
+def _device_of(layer: nn.Module, fallback: Tensor) -> torch.device:
+    """Where layer l runs: with device_map="auto" that need not be where the embeddings are."""
+    param = next(layer.parameters(), None)
+    if param is None or param.device.type == "meta":  # offloaded layers run on the embeddings' device
+        return fallback.device
+    return param.device
+
+
 def _make_pre_hook(state: _Attachment, top: nn.Module):
     def pre_hook(module: nn.Module, args: tuple, kwargs: dict) -> None:
         input_ids = kwargs.get("input_ids", args[0] if args else None)
@@ -196,7 +204,9 @@ def attach_bottleneck(model: nn.Module, config: VittleConfig) -> VittleBottlenec
     layer_v, layer_t = config.resolve_layers(len(layers))
     config = dataclasses.replace(config, hidden_size=_hidden_size(top))
     reference = top.get_input_embeddings().weight
-    bottleneck = VittleBottleneck(config).to(device=reference.device, dtype=reference.dtype)
+    bottleneck = VittleBottleneck(config).to(
+        device=_device_of(layers[layer_v], reference), dtype=reference.dtype
+    )
     bottleneck.train(top.training)
     top.add_module(BOTTLENECK_ATTR, bottleneck)
 
