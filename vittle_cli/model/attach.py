@@ -188,7 +188,7 @@ def attach_bottleneck(model: nn.Module, config: VittleConfig) -> VittleBottlenec
     bottleneck is trained in full beside the adapter and saved with it.
 
     Returns:
-        The new bottleneck (dtype and device of the model's input embeddings, train/eval flag of the model).
+        The new bottleneck (dtype of the input embeddings, device of layer layer_v, the model's train flag).
 
     Raises:
         ModelError: unsupported architecture, no image token id, layer out of range, already attached.
