@@ -12,6 +12,7 @@ is renamed into place.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import tempfile
 from dataclasses import dataclass, field
@@ -252,6 +253,10 @@ def _verify(tmp: Path, inputs, reference, dtype: str) -> tuple[float, str]:
 
 def _publish(tmp: Path, out: Path, overwrite: bool) -> None:
     """Rename the finished temp folder to --out; an old --out (with --overwrite) is removed only afterwards."""
+    mask = os.umask(0)
+    os.umask(mask)
+    for path in (tmp, *tmp.rglob("*")):  # mkdtemp/mkstemp create 0700/0600; a model folder is for sharing
+        path.chmod((0o777 if path.is_dir() else 0o666) & ~mask)
     old = None
     if out.exists():
         if not overwrite:
@@ -287,7 +292,9 @@ def run_merge(
         ModelError: the merged folder fails its reload check.
     """
     import torch
+    from transformers.utils import logging as hf_logging
 
+    hf_logging.disable_progress_bar()  # per-file bars drown the few lines merge prints
     if dtype not in DTYPES:
         raise UsageError(f"--dtype {dtype} is not one of {', '.join(DTYPES)}")
     torch_dtype = DTYPES[dtype]

@@ -214,33 +214,23 @@ def _write_outputs(
         metadata={"suite": report.suite, "layout": "tag/variant/modality/stage"},
     )
     panels, hist = [], {m: [] for m in MODALITIES}
-    any_active = any(any(m["bottleneck_active"].values()) for m in report.models)
-    stages = STAGES if any_active else ("after",)
     for m in report.models:
-        tag = m["tag"]
         for modality in MODALITIES:
-            for stage in stages:
-                key = f"{tag}/{{}}/{modality}/{stage}"
-                jsds = [
-                    x.jsd
-                    for x in report.metrics
-                    if (x.model, x.modality, x.stage) == (tag, modality, stage) and x.jsd is not None
-                ]
-                label = f"{m['source']}" + (
-                    f" {stage} bottleneck" if m["bottleneck_active"][modality] else ""
-                )
+            active = m["bottleneck_active"][modality]
+            for stage in STAGES if active else ("after",):  # without a bottleneck, before == after
+                key = f"{m['tag']}/{{}}/{modality}/{stage}"
+                label = m["source"] + (f" {stage} bottleneck" if active else "")
+                jsd = _mean(report, m["tag"], [v.name for v in chosen], modality, stage, "jsd")
+                jsd_text = "n/a" if jsd is None else f"{jsd:.4f}"
+                clean = arrays[key.format(clean_name)]
                 panels.append({
-                    "title": f"{label} | {modality} tokens, layer {m['layers'][modality]} | mean JSD "
-                    + (f"{np.mean(jsds):.4f}" if jsds else "n/a"),
-                    "clean": arrays[key.format(clean_name)],
+                    "title": f"{label} | {modality} tokens, layer {m['layers'][modality]} | mean JSD {jsd_text}",
+                    "clean": clean,
                     "shifted": [(v.group, arrays[key.format(v.name)]) for v in chosen],
                 })  # fmt: skip
-                if stage == "after" or m["bottleneck_active"][modality]:
-                    hist[modality].append({
-                        "label": label,
-                        "clean": arrays[key.format(clean_name)],
-                        "shifted": [arrays[key.format(v.name)] for v in chosen],
-                    })  # fmt: skip
+                hist[modality].append(
+                    {"label": label, "clean": clean, "shifted": [arrays[key.format(v.name)] for v in chosen]}
+                )
     pca_figure(panels, out_dir / "pca.png")
     cosine_hist_figure(hist, out_dir / "cosine_hist.png")
     report.files = [ARRAYS_FILE, MANIFEST_FILE, "pca.png", "cosine_hist.png"]
@@ -253,44 +243,61 @@ def _write_outputs(
 
 
 def render_embeddings_report(report: EmbeddingsReport, console) -> None:
-    """Variant x (model, modality) table of cosine distance and JSD; 'before -> after' where a bottleneck acts."""
+    """One table per model (variant x modality: cosine distance and JSD, 'before->after' where a bottleneck
+    acts), then with --compare a side-by-side table of the group means after the bottleneck layer."""
     from rich.table import Table
 
-    table = Table(title=f"representation shift on {report.suite} ({len(report.question_ids)} questions)")
-    table.add_column("variant")
-    table.add_column("group")
-    for m in report.models:
-        for modality in MODALITIES:
-            for metric in ("cos", "JSD"):
-                table.add_column(f"{m['tag']} {modality[0]}-{metric}", justify="right")
     groups: dict[str, list[str]] = {}
     for v in report.variants[1:]:
         groups.setdefault(v["group"], []).append(v["name"])
-    for group, names in groups.items():
-        for name in [*names, f"mean ({group})"]:
+    for m in report.models:
+        title = f"{m['tag']}: {m['source']} on {report.suite} ({len(report.question_ids)} questions, clean vs shifted)"
+        table = Table(title=title)
+        table.add_column("variant", no_wrap=True)
+        table.add_column("group")
+        for modality in MODALITIES:
+            for metric in ("cosine dist", "JSD"):
+                table.add_column(f"{modality} {metric}", justify="right", no_wrap=True)
+        for group, names in groups.items():
+            for name in [*names, f"mean ({group})"]:
+                picked = names if name.startswith("mean (") else [name]
+                cells = [
+                    _cell(report, m, picked, mod, attr)
+                    for mod in MODALITIES
+                    for attr in ("cosine_distance", "jsd")
+                ]
+                table.add_row(name, group, *cells, style="bold" if name.startswith("mean (") else None)
+        console.print(table)
+    if len(report.models) > 1:
+        table = Table(title="side by side: group means of cosine distance / JSD after the bottleneck layer")
+        table.add_column("group")
+        for m in report.models:
+            for modality in MODALITIES:
+                table.add_column(f"{m['tag']} {modality}", justify="right", no_wrap=True)
+        for group, names in groups.items():
             cells = []
             for m in report.models:
                 for modality in MODALITIES:
-                    for attr in ("cosine_distance", "jsd"):
-                        cells.append(
-                            _cell(report, m, names if name.startswith("mean (") else [name], modality, attr)
-                        )
-            style = "bold" if name.startswith("mean (") else None
-            table.add_row(name, group, *cells, style=style)
-    console.print(table)
+                    cos = _mean(report, m["tag"], names, modality, "after", "cosine_distance")
+                    jsd = _mean(report, m["tag"], names, modality, "after", "jsd")
+                    cells.append("-" if cos is None else f"{cos:.4f} / {jsd:.4f}")
+            table.add_row(group, *cells)
+        console.print(table)
     console.print(f"wrote {', '.join(report.files)} to {report.out}")
 
 
-def _cell(report: EmbeddingsReport, m: dict, names: list[str], modality: str, attr: str) -> str:
-    def value(stage: str) -> float | None:
-        vals = [getattr(report.lookup(m["tag"], n, modality, stage), attr) for n in names]
-        vals = [x for x in vals if x is not None]
-        return float(np.mean(vals)) if vals else None
+def _mean(
+    report: EmbeddingsReport, tag: str, names: list[str], modality: str, stage: str, attr: str
+) -> float | None:
+    vals = [getattr(report.lookup(tag, n, modality, stage), attr, None) for n in names]
+    vals = [x for x in vals if x is not None]
+    return float(np.mean(vals)) if vals else None
 
-    after = value("after")
+
+def _cell(report: EmbeddingsReport, m: dict, names: list[str], modality: str, attr: str) -> str:
+    after = _mean(report, m["tag"], names, modality, "after", attr)
     if after is None:
         return "-"
     if not m["bottleneck_active"][modality]:
         return f"{after:.4f}"
-    before = value("before")
-    return f"{before:.4f}->{after:.4f}"
+    return f"{_mean(report, m['tag'], names, modality, 'before', attr):.4f}->{after:.4f}"

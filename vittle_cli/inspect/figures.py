@@ -54,14 +54,14 @@ def pca_figure(panels: list[dict], out: Path) -> Path:
                 pts[:, 0], pts[:, 1], s=7, alpha=0.35, color=GROUP_COLOURS.get(group, "gray"), label=label
             )
         ax.scatter(projected[0][:, 0], projected[0][:, 1], s=12, color="black", label="clean")
-        ax.set_title(panel["title"], fontsize=9)
+        ax.set_title(panel["title"], fontsize=8)
         ax.set_xlabel("PC1")
         ax.set_ylabel("PC2")
         ax.legend(fontsize=7, loc="best")
     for ax in list(axes.flat)[len(panels) :]:
         ax.set_axis_off()
     fig.suptitle("mean-pooled hidden states at the bottleneck layer: clean vs shifted (PCA)", fontsize=10)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.35 / fig.get_figheight()))  # keep the suptitle clear of row 1
     return save_figure(fig, out)
 
 

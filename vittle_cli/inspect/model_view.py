@@ -41,6 +41,15 @@ def module_path(model, module) -> str:
     return "?"
 
 
+def _architecture(model) -> str:
+    """Class name, with the wrapped model's for a PEFT adapter: "PeftModel over LlavaForConditionalGeneration"."""
+    from vittle_cli.model.attach import unwrap_model
+
+    inner = unwrap_model(model)
+    name = type(inner).__name__
+    return name if inner is model else f"{type(model).__name__} over {name}"
+
+
 def _run_recipe(source: str):
     """The Recipe of the run `source` belongs to (run dir, its final/ or a checkpoint), else None."""
     from pathlib import Path
@@ -110,7 +119,7 @@ def describe_model(model, source: str) -> ModelReport:
     return ModelReport(
         source=source,
         family=str(getattr(config, "model_type", type(model).__name__)),
-        architecture=type(model).__name__,
+        architecture=_architecture(model),
         n_layers=len(layers),
         hidden_size=int(getattr(text_config, "hidden_size", 0) or 0),
         dtype=str(first.dtype).replace("torch.", "") if first is not None else "?",
