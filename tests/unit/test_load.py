@@ -384,8 +384,13 @@ def _qwen2vl_config():
         text_config=dict(
             hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
             num_key_value_heads=2, vocab_size=300, bos_token_id=1, eos_token_id=2,
+            rope_scaling={"type": "mrope", "mrope_section": [2, 3, 3]},
         ),
-        vision_config=dict(depth=2, embed_dim=32, hidden_size=64, num_heads=2, mlp_ratio=2),
+        vision_config=dict(
+            depth=2, embed_dim=32, hidden_size=64, num_heads=2, mlp_ratio=2, patch_size=14,
+            spatial_merge_size=2, temporal_patch_size=2,
+        ),
+        image_token_id=290, video_token_id=291, vision_start_token_id=292, vision_end_token_id=293,
     )  # fmt: skip
 
 
@@ -448,3 +453,50 @@ def test_compose_shell_is_built_outside_an_active_zero3_init(tiny_model_dir):
         from transformers.integrations.deepspeed import unset_hf_deepspeed_config
 
         unset_hf_deepspeed_config()
+
+
+@pytest.mark.slow
+def test_qlora_on_a_tiny_qwen2vl_keeps_visual_and_merger_unquantised(tmp_path, monkeypatch):
+    """The second family through the same loader: saved tiny Qwen2-VL -> 4-bit LM + LoRA + bottleneck."""
+    pytest.importorskip("bitsandbytes")
+    import bitsandbytes as bnb
+    import transformers
+    from transformers import Qwen2VLForConditionalGeneration
+
+    from vittle_cli.model.attach import get_bottleneck
+
+    config = _qwen2vl_config()
+    image_id = config.image_token_id
+    torch.manual_seed(0)
+    Qwen2VLForConditionalGeneration(config).save_pretrained(tmp_path / "qwen")
+    # Qwen2-VL's processor needs torchvision (not installable beside CPU torch); the model path is under test.
+    monkeypatch.setattr(transformers.AutoProcessor, "from_pretrained", lambda *a, **k: None)
+    recipe = _recipe(
+        model={"name": str(tmp_path / "qwen"), "dtype": "float32", "train_projector": False},
+        train={**_lora(), "qlora": {"enabled": True, "compute_dtype": "float32"}},
+    )
+    model, _ = load_model_for_recipe(recipe)
+    for name, module in model.named_modules():
+        if isinstance(module, nn.Linear) and ".lora_" not in name:
+            assert isinstance(module, bnb.nn.Linear4bit) == (component_of(name) == "language_model"), name
+    summary = {c: t for c, t, _ in parameter_summary(model)}
+    assert summary["vision_tower"] == summary["projector"] == summary["lm_head"] == 0
+    # One 64x64 image: 4x4 patches of 14 px, merged 2x2 -> 4 image tokens.
+    ids = torch.tensor([[5, 6, 292, image_id, image_id, image_id, image_id, 293, 7, 8, 9, 10]])
+    batch = {
+        "input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": ids,
+        "pixel_values": torch.randn(16, 3 * 2 * 14 * 14), "image_grid_thw": torch.tensor([[1, 4, 4]]),
+        "mm_token_type_ids": (ids == image_id).long(),
+    }  # fmt: skip
+    _set_alpha(model)
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3)
+    for step in range(3):
+        optimizer.zero_grad()
+        loss = model(**batch).loss
+        loss.backward()
+        if step < 2:
+            optimizer.step()
+    assert torch.isfinite(loss)
+    assert int(get_bottleneck(model).last_visual_mask.sum()) == 4
+    lora = {n: p for n, p in model.named_parameters() if ".lora_" in n}
+    assert lora and all(p.grad is not None and p.grad.abs().sum() > 0 for p in lora.values())
