@@ -500,3 +500,9 @@ def test_qlora_on_a_tiny_qwen2vl_keeps_visual_and_merger_unquantised(tmp_path, m
     assert int(get_bottleneck(model).last_visual_mask.sum()) == 4
     lora = {n: p for n, p in model.named_parameters() if ".lora_" in n}
     assert lora and all(p.grad is not None and p.grad.abs().sum() > 0 for p in lora.values())
+
+
+def test_a_text_only_model_is_a_model_error(tiny_parts):
+    root, *_ = tiny_parts
+    with pytest.raises(ModelError, match="image-text-to-text.*model.compose"):
+        load_model_for_recipe(_recipe(model={"name": str(root / "lm")}, bottleneck={"enabled": False}))

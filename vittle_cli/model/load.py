@@ -178,11 +178,16 @@ def _load_pretrained(recipe: Recipe, dtype: torch.dtype, device_map: Any) -> tup
                 device_map = {"": int(os.environ.get("LOCAL_RANK", 0))}
         model = AutoModelForImageTextToText.from_pretrained(source, device_map=device_map, **kwargs)
         processor = AutoProcessor.from_pretrained(source, **hub)
-    except (OSError, ValueError) as e:
+    except OSError as e:
         raise ModelError(
             f"cannot load model {m.name!r}: {str(e).splitlines()[0]} (check model.name: a hub name, a local "
             "folder with config.json, or builtin:tiny-llava; for a hub model run once with network access or "
             "`hf download <name>`, and unset HF_HUB_OFFLINE)"
+        ) from e
+    except ValueError as e:  # e.g. a text-only model, which AutoModelForImageTextToText does not map
+        raise ModelError(
+            f"cannot load model {m.name!r}: {str(e).splitlines()[0]} (vittle trains image-text-to-text models "
+            "such as LLaVA-1.5, LLaVA-NeXT and Qwen2-VL; build one from parts with model.compose)"
         ) from e
     if qlora.enabled:
         from peft import prepare_model_for_kbit_training
