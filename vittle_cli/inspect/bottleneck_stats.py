@@ -128,7 +128,8 @@ def posterior_stats(
         raise ModelError("the model has no Vittle bottleneck attached")
     cfg = bn.config
     acc = {m: _Accumulator(cfg.logvar_clamp) for m in MODALITIES}
-    device = next(model.parameters()).device
+    first = next(model.parameters())
+    device, dtype = first.device, first.dtype
     token_ids = torch.tensor(image_token_ids(model), device=device)
     calls: list[tuple[torch.Tensor, dict]] = []
 
@@ -143,7 +144,7 @@ def posterior_stats(
     handle = bn.register_forward_pre_hook(pre_hook, with_kwargs=True)
     try:
         for start in range(0, len(queries), batch_size):
-            batch = encode_batch(processor, queries[start : start + batch_size], device)
+            batch = encode_batch(processor, queries[start : start + batch_size], device, dtype)
             calls.clear()
             model(**batch, use_cache=False)
             attn = batch["attention_mask"].bool()

@@ -69,12 +69,16 @@ def render_prompts(processor, queries: Sequence[Query]) -> list[str]:
     return prompts
 
 
-def encode_batch(processor, queries: Sequence[Query], device) -> dict:
-    """Tokenised, padded model inputs for a batch of queries (images only where present)."""
+def encode_batch(processor, queries: Sequence[Query], device, dtype=None) -> dict:
+    """Tokenised, padded model inputs for a batch of queries (images only where present); pixel values in
+    `dtype` (the model's, so a bf16 model on GPU gets bf16 images)."""
     images = [q.image for q in queries if q.image is not None]
     kwargs = {"images": images} if images else {}
     batch = processor(text=render_prompts(processor, queries), padding=True, return_tensors="pt", **kwargs)
-    return {k: v.to(device) for k, v in batch.items()}
+    return {
+        k: v.to(device, dtype=dtype) if dtype is not None and v.is_floating_point() else v.to(device)
+        for k, v in batch.items()
+    }
 
 
 class _Hooks:
@@ -132,14 +136,15 @@ def pooled_states(
         layers / active: from `capture_layers`.
         on_batch: called with the batch size after each batch (progress bars).
     """
-    device = next(model.parameters()).device
+    first = next(model.parameters())
+    device, dtype = first.device, first.dtype
     token_ids = torch.tensor(image_token_ids(model), device=device)
     rows: dict[tuple[str, str], list[np.ndarray]] = {(m, s): [] for m in MODALITIES for s in STAGES}
     hooks = _Hooks(model, layers, active)
     try:
         for start in range(0, len(queries), batch_size):
             chunk = queries[start : start + batch_size]
-            batch = encode_batch(processor, chunk, device)
+            batch = encode_batch(processor, chunk, device, dtype)
             hooks.after.clear()
             hooks.before.clear()
             model(**batch, use_cache=False)
