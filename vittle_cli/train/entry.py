@@ -30,10 +30,13 @@ class LaunchOptions:
 
 
 def child_argv(
-    recipe_path: str, overrides: list[str], run_name: str, *, resume: str | None, overwrite: bool
+    recipe_path: str, overrides: list[str], run_name: str | None, *, resume: str | None, overwrite: bool
 ) -> list[str]:
-    """Arguments of the re-executed `vittle train` (without the launch options)."""
-    argv = ["train", recipe_path, *overrides, f"output.run_name={run_name}"]
+    """Arguments of the re-executed `vittle train` (without the launch options); `run_name` pins the run
+    directory the parent checked (None: the recipe already names it)."""
+    argv = ["train", recipe_path, *overrides]
+    if run_name is not None:
+        argv.append(f"output.run_name={run_name}")
     if resume:
         argv += ["--resume", resume]
     if overwrite:
@@ -75,7 +78,13 @@ def run_train_command(
         relaunch = not is_distributed_child()
     if relaunch:
         command = build_launch_command(
-            child_argv(recipe_path, overrides, run_dir.name, resume=resume, overwrite=overwrite),
+            child_argv(
+                recipe_path,
+                overrides,
+                None if recipe.output.run_name else run_dir.name,
+                resume=resume,
+                overwrite=overwrite,
+            ),
             launcher=launch.launcher,
             nproc_per_node=launch.nproc_per_node,
             nnodes=launch.nnodes,

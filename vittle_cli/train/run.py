@@ -95,6 +95,8 @@ def build_training_arguments(recipe, run_dir: Path, ds_config: dict | None, worl
         remove_unused_columns=False,
         disable_tqdm=True,
         log_level="warning",
+        # Without CUDA, accelerate only sets up multi-process training when told it runs on CPU.
+        use_cpu=not torch.cuda.is_available(),
         ddp_backend=None if torch.cuda.is_available() or world.world_size == 1 else "gloo",
         ddp_find_unused_parameters=False,
         **_precision_flags(t.precision),

@@ -69,7 +69,9 @@ class VittleTrainer(Trainer):
         self.meter = LossMeter()
         self._train_sampler = train_sampler
         self._zero3 = zero3
-        self._warned_dummy = False
+        self._dummy_pending = False
+        self._dummy_sum: torch.Tensor | None = None
+        self._dummy_hook = self._install_dummy_vision_hook()
         # vittle shows its own rich progress and writes its own log lines.
         self.remove_callback(PrinterCallback)
         self.remove_callback(ProgressCallback)
@@ -84,7 +86,11 @@ class VittleTrainer(Trainer):
     # ---- loss ----------------------------------------------------------------------------------------
     def compute_loss(self, model, inputs, return_outputs: bool = False, num_items_in_batch=None):
         """CE from the model (labels in `inputs`) plus the bottleneck's KL terms; logs the parts."""
-        outputs = model(**inputs)
+        self._dummy_pending = self._dummy_hook is not None and "pixel_values" not in inputs
+        try:
+            outputs = model(**inputs)
+        finally:
+            self._dummy_pending = False
         ce = outputs.loss
         bottleneck = get_bottleneck(self.model)
         if bottleneck is not None and bottleneck.training:
@@ -92,53 +98,60 @@ class VittleTrainer(Trainer):
             loss, kl_v, kl_t = parts.loss, parts.kl_v, parts.kl_t
         else:
             loss, kl_v, kl_t = ce, 0.0, 0.0
-        if "pixel_values" not in inputs:
-            dummy = self._dummy_vision_sum()
-            if dummy is not None:
-                loss = loss + 0.0 * dummy
+        if self._dummy_sum is not None:
+            loss = loss + 0.0 * self._dummy_sum
+            self._dummy_sum = None
         if model.training:
             self.meter.add(ce, kl_v, kl_t, inputs["attention_mask"].sum())
         return (loss, outputs) if return_outputs else loss
 
-    def _dummy_vision_sum(self) -> torch.Tensor | None:
-        """Run the vision tower + projector on a blank image (LLaVA's trick for text-only batches).
+    def _install_dummy_vision_hook(self):
+        """Give text-only batches a pass through the vision tower + projector on a blank image (the LLaVA
+        reference trick), so every rank runs the same modules in the same order.
 
-        Under ZeRO-3 every rank must call the same modules (their forward gathers parameters), and under
-        DDP every trainable parameter must get a gradient; a batch without images on one rank breaks both.
-        Adding 0 * sum(features) keeps the step exact. Skipped when nothing needs it.
+        Under ZeRO-3 each module's forward gathers its parameters collectively, and under DDP every
+        trainable parameter must get a gradient; one rank with a text-only batch breaks both. The pass
+        runs in a pre-hook of the language model, i.e. exactly where LLaVA runs the image features
+        (after the token embedding, before the decoder), and 0 * sum(features) joins the loss. Returns
+        the hook handle, or None when nothing needs it.
         """
         base = _unwrap_peft(self.model)
         cfg = getattr(base, "config", None)
         vision_cfg = getattr(cfg, "vision_config", None)
-        if vision_cfg is None or not hasattr(base, "get_image_features"):
-            return None
         inner = getattr(base, "model", base)
-        tower_params = [
-            p
-            for name in ("vision_tower", "multi_modal_projector")
-            for p in (getattr(inner, name).parameters() if hasattr(inner, name) else [])
-        ]
-        if not self._zero3 and not any(p.requires_grad for p in tower_params):
+        tower = getattr(inner, "vision_tower", None)
+        if vision_cfg is None or tower is None or not hasattr(base, "get_decoder"):
+            return None
+        parts = [tower, getattr(inner, "multi_modal_projector", None)]
+        trainable = any(p.requires_grad for m in parts if m is not None for p in m.parameters())
+        if not (self._zero3 or (trainable and self.args.world_size > 1)):
             return None
         size = getattr(vision_cfg, "image_size", None)
         if getattr(cfg, "model_type", None) != "llava" or not isinstance(size, int):
-            if not self._warned_dummy:
-                logger.warning(
-                    "text-only batch: no dummy-image pass for model type %s; ZeRO-3/DDP may stall if other "
-                    "ranks have images",
-                    getattr(cfg, "model_type", "?"),
-                )
-                self._warned_dummy = True
+            logger.warning(
+                "model type %s: no blank-image pass for text-only batches; under ZeRO-3 or DDP a rank with "
+                "a text-only batch may stall while the others have images",
+                getattr(cfg, "model_type", "?"),
+            )
             return None
-        ref = next(iter(inner.vision_tower.parameters()))
         channels = getattr(vision_cfg, "num_channels", 3)
-        dummy = torch.zeros(1, channels, size, size, dtype=ref.dtype, device=self.args.device)
-        feats = base.get_image_features(
-            pixel_values=dummy,
-            vision_feature_layer=cfg.vision_feature_layer,
-            vision_feature_select_strategy=cfg.vision_feature_select_strategy,
-        )
-        return _tensor_sum(feats)
+
+        def run_blank_image(module, args, kwargs):
+            if not self._dummy_pending:
+                return
+            self._dummy_pending = False
+            ref = next(tower.parameters())
+            blank = torch.zeros(1, channels, size, size, dtype=ref.dtype, device=self.args.device)
+            feats = inner.get_image_features(
+                pixel_values=blank,
+                vision_feature_layer=cfg.vision_feature_layer,
+                vision_feature_select_strategy=cfg.vision_feature_select_strategy,
+            )
+            # Only the projected features, as in the real path: summing other outputs (e.g. CLIP's pooled
+            # post-layernorm state) would run backward through modules the image path never reaches.
+            self._dummy_sum = _tensor_sum(getattr(feats, "pooler_output", feats))
+
+        return base.get_decoder().register_forward_pre_hook(run_blank_image, with_kwargs=True)
 
     # ---- logging -------------------------------------------------------------------------------------
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
