@@ -77,7 +77,7 @@ def _recipe_summary(run_dir: Path) -> dict:
     tuning = "qlora" if qlora.get("enabled") else "lora" if lora.get("enabled") else "full"
     bn = (
         f"{b.get('prior', 'F')} beta_v={b.get('beta_v')} beta_t={b.get('beta_t')} alpha_end={b.get('alpha_end')} "
-        f"layer_v={b.get('layer_v')} layer_t={b.get('layer_t')}"
+        f"layer_v={_or_default(b.get('layer_v'))} layer_t={_or_default(b.get('layer_t'))}"
         if b.get("enabled", True)
         else "off"
     )
@@ -170,6 +170,10 @@ def render_run_report(report: RunReport, console) -> None:
         console.print("no metrics.jsonl rows yet")
     if report.loss_png:
         console.print(f"loss curve: {report.loss_png}")
+
+
+def _or_default(value) -> str:
+    return "default (0.75 n_layers)" if value is None else str(value)
 
 
 def _fmt(value) -> str:
