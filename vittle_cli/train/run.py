@@ -169,6 +169,7 @@ def run_train(
     from vittle_cli.data import DataCollator, build_train_dataset
     from vittle_cli.model.attach import get_bottleneck
     from vittle_cli.model.bottleneck import VittleConfig
+    from vittle_cli.model.builtin import resolve_model_source
     from vittle_cli.model.load import load_model_for_recipe
     from vittle_cli.plots import plot_metrics
     from vittle_cli.recipe import dump_recipe
@@ -189,6 +190,8 @@ def run_train(
     # Every rank checks before any rank writes, so all of them see the same directory.
     prepare_run_dir(run_dir, overwrite=overwrite, resume=checkpoint is not None, is_main=False)
 
+    # Build a built-in model now, outside ZeRO-3's partitioned init (its random init cannot run there).
+    resolve_model_source(recipe.model.name)
     ds_config = None
     if recipe.train.deepspeed:
         from vittle_cli.train.deepspeed import require_deepspeed, resolve_deepspeed_config

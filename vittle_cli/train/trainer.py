@@ -98,8 +98,8 @@ class VittleTrainer(Trainer):
             loss, kl_v, kl_t = parts.loss, parts.kl_v, parts.kl_t
         else:
             loss, kl_v, kl_t = ce, 0.0, 0.0
-        if self._dummy_sum is not None:
-            loss = loss + 0.0 * self._dummy_sum
+        if self._dummy_sum is not None:  # the blank-image pass could not join the decoder input
+            loss = loss + self._dummy_sum
             self._dummy_sum = None
         if model.training:
             self.meter.add(ce, kl_v, kl_t, inputs["attention_mask"].sum())
@@ -112,8 +112,8 @@ class VittleTrainer(Trainer):
         Under ZeRO-3 each module's forward gathers its parameters collectively, and under DDP every
         trainable parameter must get a gradient; one rank with a text-only batch breaks both. The pass
         runs in a pre-hook of the language model, i.e. exactly where LLaVA runs the image features
-        (after the token embedding, before the decoder), and 0 * sum(features) joins the loss. Returns
-        the hook handle, or None when nothing needs it.
+        (after the token embedding, before the decoder), and 0 * sum(features) is added to the decoder
+        input. Returns the hook handle, or None when nothing needs it.
         """
         base = _unwrap_peft(self.model)
         cfg = getattr(base, "config", None)
@@ -138,7 +138,7 @@ class VittleTrainer(Trainer):
 
         def run_blank_image(module, args, kwargs):
             if not self._dummy_pending:
-                return
+                return None
             self._dummy_pending = False
             ref = next(tower.parameters())
             blank = torch.zeros(1, channels, size, size, dtype=ref.dtype, device=self.args.device)
@@ -149,7 +149,14 @@ class VittleTrainer(Trainer):
             )
             # Only the projected features, as in the real path: summing other outputs (e.g. CLIP's pooled
             # post-layernorm state) would run backward through modules the image path never reaches.
-            self._dummy_sum = _tensor_sum(getattr(feats, "pooler_output", feats))
+            zero = 0.0 * _tensor_sum(getattr(feats, "pooler_output", feats))
+            embeds = kwargs.get("inputs_embeds")
+            if not torch.is_tensor(embeds):
+                self._dummy_sum = zero
+                return None
+            # Feed the decoder input through the blank features, as image features are fed: backward then
+            # also runs through the first layer's frozen weights (LoRA) exactly as on the image ranks.
+            return args, {**kwargs, "inputs_embeds": embeds + zero.to(embeds.dtype)}
 
         return base.get_decoder().register_forward_pre_hook(run_blank_image, with_kwargs=True)
 
