@@ -74,15 +74,20 @@ def cosine_hist_figure(series: dict[str, list[dict]], out: Path) -> Path:
     plt = _pyplot()
     fig, axes = plt.subplots(1, len(series), figsize=(5.4 * len(series), 3.8), squeeze=False)
     for ax, (modality, items) in zip(axes.flat, series.items(), strict=True):
+        pooled = []
         for item in items:
             dists = []
             for s in item["shifted"]:
                 keep = _finite(item["clean"], s)
                 if keep.any():
                     dists.append(cosine_distances(item["clean"][keep], s[keep]))
-            if dists:
-                values = np.concatenate(dists)
-                ax.hist(values, bins=40, alpha=0.5, label=f"{item['label']} (mean {values.mean():.3g})")
+            pooled.append((item["label"], np.concatenate(dists) if dists else np.zeros(0)))
+        values = [v for _, v in pooled if v.size]
+        if values:
+            bins = np.histogram_bin_edges(np.concatenate(values), bins=40)  # one grid: bars line up
+            for label, v in pooled:
+                if v.size:
+                    ax.hist(v, bins=bins, alpha=0.5, label=f"{label} (mean {v.mean():.3g})")
         ax.set_title(f"{modality} tokens", fontsize=10)
         ax.set_xlabel("cosine distance, clean vs shifted (paired)")
         ax.set_ylabel("samples")
