@@ -200,9 +200,10 @@ def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path, capsys):
 def test_dry_run_with_two_processes_shows_the_launch_command(tmp_path, capsys):
     code = vittle("train", RECIPE, "--dry-run", "--nproc-per-node", "2", f"output.dir={tmp_path}",
                   "data.limit=100", "train.max_steps=null", "train.epochs=1", "train.per_device_batch_size=16",
-                  "train.deepspeed=zero3")  # fmt: skip
+                  "train.deepspeed=zero3", "output.run_name=null")  # fmt: skip
     assert code == 0
     out = capsys.readouterr().out
     assert "total optimizer steps: 4" in out  # ceil(100 / (16 x 2))
+    # the children get the run directory the parent resolved (output.run_name=null -> the recipe's stem)
     assert "torch.distributed.run --nproc-per-node 2" in out and "output.run_name=tiny" in out
     assert '"stage": 3' in out
