@@ -58,7 +58,12 @@ def build_plan(recipe, *, world_size: int = 1, launch_command: list[str] | None 
     """Everything `--dry-run` shows; parts that cannot be computed offline become notes, not errors."""
     from vittle_cli.recipe import dump_recipe
 
-    plan = TrainPlan(recipe_yaml=dump_recipe(recipe), world_size=world_size, launch_command=launch_command)
+    plan = TrainPlan(
+        recipe_yaml=dump_recipe(recipe),
+        bottleneck=recipe.bottleneck.enabled,
+        world_size=world_size,
+        launch_command=launch_command,
+    )
     model = processor = None
     try:
         model, processor = _skeleton(recipe)
@@ -114,6 +119,8 @@ def print_plan(plan: TrainPlan, console) -> None:
         console.print(f"decoder layers: {plan.n_layers}")
     if plan.layers is not None:
         console.print(f"bottleneck layers: visual {plan.layers[0]}, text {plan.layers[1]}")
+    elif plan.bottleneck:
+        console.print("bottleneck layers: unknown until the model config can be read")
     else:
         console.print("bottleneck: off (baseline)")
     if plan.parameters:

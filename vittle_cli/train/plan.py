@@ -52,6 +52,7 @@ class TrainPlan:
     """What `--dry-run` prints and run_train follows."""
 
     recipe_yaml: str
+    bottleneck: bool = True
     n_layers: int | None = None
     layers: tuple[int, int] | None = None  # (layer_v, layer_t) when the bottleneck is on
     parameters: list[tuple[str, int, int]] = field(default_factory=list)  # (component, trainable, total)
