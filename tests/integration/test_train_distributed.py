@@ -123,3 +123,13 @@ def test_lora_under_zero3_saves_adapter_and_bottleneck(tmp_path, mixed_data):
     for d in (tmp_path / "z3lora" / "checkpoint-2", tmp_path / "z3lora" / "final"):
         assert (d / "adapter_model.safetensors").is_file() and (d / "adapter_config.json").is_file()
         assert all(t.numel() > 0 for t in bottleneck_file(d).values())
+
+
+def test_ddp_without_deepspeed_survives_a_text_only_rank(tmp_path, mixed_data):
+    # plain DDP: every trainable parameter must get a gradient on every rank (blank-image pass), and the
+    # trained CLIP tower has parameters LLaVA never uses (find_unused_parameters)
+    proc = train_2ranks(f"data.train={mixed_data / 'mixed.json'}", f"data.image_root={mixed_data}",
+                        f"output.dir={tmp_path}", "output.run_name=ddp")  # fmt: skip
+    assert_ok(proc)
+    logged = [json.loads(line) for line in (tmp_path / "ddp" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in logged] == [1, 2] and all(r["kl_v"] > 0 for r in logged)

@@ -98,7 +98,9 @@ def build_training_arguments(recipe, run_dir: Path, ds_config: dict | None, worl
         # Without CUDA, accelerate only sets up multi-process training when told it runs on CPU.
         use_cpu=not torch.cuda.is_available(),
         ddp_backend=None if torch.cuda.is_available() or world.world_size == 1 else "gloo",
-        ddp_find_unused_parameters=False,
+        # None = transformers decides (on unless gradient checkpointing): a trained CLIP tower has
+        # parameters LLaVA never uses (post_layernorm), which plain DDP would otherwise reject.
+        ddp_find_unused_parameters=None,
         **_precision_flags(t.precision),
     )
 

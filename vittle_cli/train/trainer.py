@@ -8,6 +8,9 @@ What it changes, and why:
   vittle_bottleneck.safetensors next to them, in every checkpoint and in final/.
 - _save_checkpoint: writes checkpoint-N under .staging/ and renames it into place, so an interrupted save
   never leaves a half-written checkpoint-N that `--resume latest` would pick.
+- _load_from_checkpoint: --resume restores the base weights through from_pretrained (transformers 5.x
+  saves LLaVA in its original key layout, which Trainer's raw load silently misses) and the bottleneck.
+- a blank-image pass for text-only batches under ZeRO-3 / multi-process, so all ranks run the same modules.
 """
 
 from __future__ import annotations
@@ -149,7 +152,10 @@ class VittleTrainer(Trainer):
             )
             # Only the projected features, as in the real path: summing other outputs (e.g. CLIP's pooled
             # post-layernorm state) would run backward through modules the image path never reaches.
-            zero = 0.0 * _tensor_sum(getattr(feats, "pooler_output", feats))
+            total = _tensor_sum(getattr(feats, "pooler_output", feats))
+            if total is None:
+                return None
+            zero = 0.0 * total
             embeds = kwargs.get("inputs_embeds")
             if not torch.is_tensor(embeds):
                 self._dummy_sum = zero
