@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
+
+from vittle_cli.fileio import save_figure
 
 LOSS_KEYS = ("loss", "ce", "kl_v", "kl_t")
 
@@ -56,17 +56,5 @@ def plot_metrics(metrics_jsonl: Path, out_png: Path) -> Path:
     ax_alpha.set_ylabel("alpha")
     ax_alpha.set_title("bottleneck mixing weight")
     fig.tight_layout()
-    out_png = Path(out_png)
-    out_png.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out_png.name}.", suffix=".png", dir=out_png.parent)
-    os.close(fd)
-    try:
-        fig.savefig(tmp, dpi=110)
-        mask = os.umask(0)
-        os.umask(mask)
-        os.chmod(tmp, 0o666 & ~mask)  # mkstemp makes 0600; give the file normal permissions
-        os.replace(tmp, out_png)
-    finally:
-        plt.close(fig)
-        Path(tmp).unlink(missing_ok=True)
+    save_figure(fig, out_png)
     return out_png

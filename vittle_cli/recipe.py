@@ -10,7 +10,6 @@ from __future__ import annotations
 import difflib
 import os
 import re
-import tempfile
 import types
 import typing
 from pathlib import Path
@@ -20,6 +19,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from vittle_cli.errors import RecipeError, UsageError
+from vittle_cli.fileio import write_text_atomic
 
 SECTIONS = ("model", "data", "bottleneck", "train", "output")
 DEEPSPEED_PRESETS = ("zero2", "zero3", "zero3_offload")
@@ -356,19 +356,6 @@ def copy_recipe(name: str, dest: str | os.PathLike, overwrite: bool = False) -> 
         raise UsageError(f"{target} already exists; pass --overwrite to replace it or choose another path")
     write_text_atomic(target, shipped[name].read_text(encoding="utf-8"))
     return target
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write `text` to `path` via a temp file in the same folder and os.replace (never a half file)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 # ----------------------------------------------------------------------------------------------------------

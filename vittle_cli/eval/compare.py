@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 
 from vittle_cli.errors import UsageError
-from vittle_cli.eval.io import save_figure, write_json
 from vittle_cli.eval.report import variant_rows
+from vittle_cli.fileio import save_figure, write_json
 
 
 def read_results(path: str | Path) -> dict:

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from vittle_cli.data.shift import load_suite, suite_questions
-from vittle_cli.eval.io import save_figure
+from vittle_cli.fileio import save_figure
 
 
 def text_examples(suite_name: str, question_index: int = 0) -> list[tuple[str, str]]:

@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 
 from vittle_cli.errors import UsageError
-from vittle_cli.eval.io import write_atomic, write_json
+from vittle_cli.fileio import write_atomic, write_json
 
 PREDICTIONS = "predictions.jsonl"
 INFO = "eval_info.json"

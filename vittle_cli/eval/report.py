@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from vittle_cli.eval.io import save_figure
+from vittle_cli.fileio import save_figure
 
 GROUP_COLOURS = {"clean": "tab:gray", "visual": "tab:blue", "text": "tab:orange", "joint": "tab:purple"}
 

@@ -18,10 +18,10 @@ from typing import TypeVar
 from vittle_cli.data.shift import Suite, Variant, load_suite, load_suite_data
 from vittle_cli.data.shift.questions import SuiteQuestion, iter_image_groups, limit_items
 from vittle_cli.errors import UsageError
-from vittle_cli.eval.io import write_json
 from vittle_cli.eval.metrics import score_predictions, summarise_variants
 from vittle_cli.eval.predictions import PredictionCache
 from vittle_cli.eval.report import plot_results, print_table, versions
+from vittle_cli.fileio import write_json
 
 T = TypeVar("T")
 RESULTS = "results.json"

@@ -204,8 +204,9 @@ def run_inspect_embeddings(
 def _write_outputs(
     report: EmbeddingsReport, arrays: dict, clean_name: str, chosen: list, out_dir: Path
 ) -> None:
+    from vittle_cli.fileio import write_json
     from vittle_cli.inspect.figures import cosine_hist_figure, pca_figure
-    from vittle_cli.inspect.io import save_arrays, write_json
+    from vittle_cli.inspect.io import save_arrays
 
     out_dir.mkdir(parents=True, exist_ok=True)
     save_arrays(

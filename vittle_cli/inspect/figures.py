@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vittle_cli.inspect.io import save_figure
+from vittle_cli.fileio import save_figure
 from vittle_cli.inspect.metrics import cosine_distances, pca_2d
 
 GROUP_COLOURS = {"visual": "tab:blue", "text": "tab:orange", "joint": "tab:red"}

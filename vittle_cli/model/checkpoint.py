@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from vittle_cli.errors import ModelError, UsageError
+from vittle_cli.fileio import write_atomic
 from vittle_cli.model.attach import (
     BOTTLENECK_ATTR,
     attach_bottleneck,
@@ -29,18 +28,6 @@ from vittle_cli.model.builtin import is_builtin, resolve_model_source
 
 ADAPTER_CONFIG = "adapter_config.json"
 _SEP = f".{BOTTLENECK_ATTR}."
-
-
-def _write_atomic(path: Path, write) -> None:
-    """Call write(tmp_path) on a temp file beside `path`, then rename it over `path`."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def strip_vittle_keys(state_dict: dict[str, Any]) -> dict[str, Any]:
@@ -124,8 +111,8 @@ def save_vittle(
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().cpu().contiguous() for k, v in weights.items()}
-    _write_atomic(out / WEIGHTS_FILE, lambda tmp: save_file(tensors, tmp, metadata={"format": "pt"}))
-    _write_atomic(out / CONFIG_FILE, lambda tmp: Path(tmp).write_text(config.to_json()))
+    write_atomic(out / WEIGHTS_FILE, lambda tmp: save_file(tensors, tmp, metadata={"format": "pt"}))
+    write_atomic(out / CONFIG_FILE, lambda tmp: Path(tmp).write_text(config.to_json()))
 
 
 def load_vittle_weights(model: nn.Module, directory: str | Path) -> None:

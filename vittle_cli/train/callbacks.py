@@ -67,8 +67,8 @@ class MetricsJsonlCallback(TrainerCallback):
 
 def truncate_metrics(path: Path, after_step: int) -> None:
     """Drop rows logged after `after_step` (a resumed run logs those steps again)."""
+    from vittle_cli.fileio import write_text_atomic
     from vittle_cli.plots import read_metrics
-    from vittle_cli.train.rundir import write_text_atomic
 
     if not path.is_file():
         return

@@ -6,40 +6,19 @@ Layout (docs/architecture.md): config.yaml, run_info.json, metrics.jsonl, checkp
 from __future__ import annotations
 
 import json
-import os
 import platform
 import re
 import shutil
 import sys
-import tempfile
 import time
 from importlib import metadata
 from pathlib import Path
 
 from vittle_cli.errors import UsageError
+from vittle_cli.fileio import write_text_atomic
 
 CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
 STAGING_DIR = ".staging"  # checkpoints are written here first and renamed into place when complete
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write `text` to `path` via a temp file in the same directory and os.replace (never half-written)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file normal permissions
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def run_dir_for(output_dir: str, run_name: str | None, recipe_path: str | None) -> Path:

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import hashlib
-import os
-import tempfile
 from pathlib import Path
 
 from PIL import Image
+
+from vittle_cli.fileio import write_atomic
 
 CACHE_VERSION = 1  # bump when a perturbation's output changes, so stale PNGs are not reused
 
@@ -35,12 +35,5 @@ def cached_perturbed_image(image: Image.Image, spec: str, seed: int, cache_dir: 
         with Image.open(path) as im:
             return im.convert("RGB")
     out = make()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".png", dir=path.parent)
-    os.close(fd)
-    try:
-        out.save(tmp, format="PNG")
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+    write_atomic(path, lambda tmp: out.save(tmp, format="PNG"))
     return out
