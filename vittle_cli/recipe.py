@@ -138,28 +138,6 @@ class BottleneckSection(_Section):
         default=2.3025, gt=0, description="Clamp log sigma^2 to [-c, c] (straight-through gradient)."
     )
 
-    def resolve_layers(self, n_layers: int) -> tuple[int, int]:
-        """Return (layer_v, layer_t) as 0-based indices for a decoder with `n_layers` layers.
-
-        Raises:
-            RecipeError: an index outside the decoder, naming the key and the valid range.
-        """
-        layer_v = round(0.75 * n_layers) if self.layer_v is None else self.layer_v
-        layer_t = layer_v if self.layer_t is None else self.layer_t
-        resolved, problems = [], []
-        for key, value in (("layer_v", layer_v), ("layer_t", layer_t)):
-            index = value + n_layers if value < 0 else value
-            # The bottleneck output feeds layer l + 1, so the last layer cannot host it.
-            if not 0 <= index < n_layers - 1:
-                problems.append(
-                    f"bottleneck.{key}: layer {value} is outside this model's {n_layers} decoder layers; "
-                    f"use 0..{n_layers - 2} (or -{n_layers}..-2)"
-                )
-            resolved.append(index)
-        if problems:
-            raise RecipeError(problems)
-        return resolved[0], resolved[1]
-
 
 class LoraSection(_Section):
     """LoRA adapters (peft) instead of full fine-tuning."""

@@ -167,6 +167,8 @@ def test_resolve_layers_default_negative_and_out_of_range():
     assert VittleConfig().resolve_layers(8) == (6, 6)
     assert VittleConfig(layer_v=-1, layer_t=0).resolve_layers(8) == (7, 0)
     assert VittleConfig(layer_v=2, layer_t=-8).resolve_layers(8) == (2, 0)
+    assert VittleConfig(layer_v=2).resolve_layers(8) == (2, 2)  # the text layer follows by default
+    assert VittleConfig(layer_t=3).resolve_layers(8) == (6, 3)
     for bad in (8, -9):
         with pytest.raises(ModelError, match=r"0\.\.7"):
             VittleConfig(layer_t=bad).resolve_layers(8)

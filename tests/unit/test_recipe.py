@@ -173,14 +173,6 @@ def test_every_problem_is_reported_at_once(tmp_path):
     assert str(path) in str(info.value) and "6 problems" in str(info.value)
 
 
-def test_resolve_layers():
-    b = Recipe().bottleneck
-    assert b.resolve_layers(32) == (24, 24)
-    assert b.model_copy(update={"layer_v": -2, "layer_t": 3}).resolve_layers(8) == (6, 3)
-    with pytest.raises(RecipeError, match="bottleneck.layer_t"):
-        b.model_copy(update={"layer_v": 2, "layer_t": 7}).resolve_layers(8)
-
-
 def test_dump_round_trips_with_stable_order(tmp_path):
     r = load_recipe(recipes_dir() / "tiny.yaml", ["train.lr=3e-4", "train.lora.enabled=true"])
     text = dump_recipe(r)

@@ -30,7 +30,7 @@ class VittleConfig:
     `enabled`), so `VittleConfig(**recipe.bottleneck.model_dump(exclude={"enabled"}))` works."""
 
     layer_v: int | None = None  # decoder layer whose output the visual net transforms; None = round(0.75 L)
-    layer_t: int | None = None  # same for the text net
+    layer_t: int | None = None  # same for the text net; None = layer_v
     beta_v: float = 0.1
     beta_t: float = 0.1
     prior: str = "F"  # "F": fixed N(0, I); "L": learnable diagonal Gaussian per modality
@@ -93,7 +93,8 @@ class VittleConfig:
     def resolve_layers(self, n_layers: int) -> tuple[int, int]:
         """Non-negative (layer_v, layer_t) for a decoder of `n_layers` layers.
 
-        None means round(0.75 * n_layers) (METHOD.md §2); a negative index counts from the end.
+        layer_v None means round(0.75 * n_layers) (METHOD.md §2); layer_t None means layer_v; a
+        negative index counts from the end.
 
         Raises:
             ModelError: an index outside the decoder, naming the valid range.
@@ -111,7 +112,9 @@ class VittleConfig:
                 )
             return index
 
-        return resolve("layer_v", self.layer_v), resolve("layer_t", self.layer_t)
+        layer_v = resolve("layer_v", self.layer_v)
+        # Equal by default (METHOD.md §2): an unset text layer follows the visual one.
+        return layer_v, layer_v if self.layer_t is None else resolve("layer_t", self.layer_t)
 
 
 def gaussian_kl(

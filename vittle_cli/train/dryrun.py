@@ -77,7 +77,10 @@ def build_plan(recipe, *, world_size: int = 1, launch_command: list[str] | None 
 
         plan.n_layers = len(find_decoder_layers(model))
         if recipe.bottleneck.enabled:
-            plan.layers = recipe.bottleneck.resolve_layers(plan.n_layers)
+            from vittle_cli.model.bottleneck import VittleConfig
+
+            cfg = VittleConfig(**recipe.bottleneck.model_dump(exclude={"enabled"}))
+            plan.layers = cfg.resolve_layers(plan.n_layers)
         plan.parameters = parameter_summary(model)
     if processor is not None:
         try:

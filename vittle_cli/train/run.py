@@ -135,11 +135,31 @@ def _train_sampler(recipe, dataset, args, world: WorldInfo):
 
 
 def _init_distributed(ds_config: dict | None, world: WorldInfo) -> None:
-    """DeepSpeed on CPU with several ranks must own the process group (gloo) before the model exists."""
-    if ds_config is None or world.world_size == 1:
+    """DeepSpeed must own the process group (gloo on CPU) before the model exists.
+
+    A single process started without a launcher has no RANK/MASTER_ADDR: give it a one-rank group on
+    localhost, or DeepSpeed falls back to MPI discovery (mpi4py) and fails.
+    """
+    if ds_config is None:
         return
+    import os
+    import socket
+
     import deepspeed
     import torch
+
+    if world.world_size == 1 and "RANK" not in os.environ:
+        with socket.socket() as s:  # a free port for the one-rank rendezvous
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        for key, value in (
+            ("RANK", "0"),
+            ("LOCAL_RANK", "0"),
+            ("WORLD_SIZE", "1"),
+            ("MASTER_ADDR", "127.0.0.1"),
+            ("MASTER_PORT", str(port)),
+        ):
+            os.environ.setdefault(key, value)
 
     deepspeed.init_distributed(dist_backend="nccl" if torch.cuda.is_available() else "gloo")
 
