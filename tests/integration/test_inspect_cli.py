@@ -9,6 +9,7 @@ import torch
 from typer.testing import CliRunner
 
 from vittle_cli.cli import app, main
+from vittle_cli.model.builtin import IMAGE_SEQ_LENGTH
 
 runner = CliRunner()
 VARIANTS = ["--variants", "gaussian_noise@3", "--variants", "keyboard@3"]
@@ -100,7 +101,7 @@ def test_bottleneck_and_model_views(vittle_model, tiny_model_dir):
     assert result.exit_code == 0, result.output
     report = json.loads(result.output)
     assert report["layers"] == {"visual": 6, "text": 6} and report["alpha_in_use"] == 0.5
-    assert report["stats"]["visual"]["tokens"] == 3 * 36 and report["stats"]["text"]["tokens"] > 0
+    assert report["stats"]["visual"]["tokens"] == 3 * IMAGE_SEQ_LENGTH and report["stats"]["text"]["tokens"] > 0
 
     result = runner.invoke(app, ["inspect", "model", "--model", str(vittle_model)], env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output

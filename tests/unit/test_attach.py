@@ -18,6 +18,7 @@ from vittle_cli.model.attach import (
     image_token_ids,
 )
 from vittle_cli.model.bottleneck import VittleConfig
+from vittle_cli.model.builtin import IMAGE_SEQ_LENGTH
 from vittle_cli.model.loss import vittle_loss
 
 D = 96  # builtin:tiny-llava hidden size
@@ -74,7 +75,7 @@ def test_image_in_the_middle_goes_through_the_visual_net_only(tiny_llava):
     inputs = _prompt(processor)
     image = _image_positions(model, inputs["input_ids"])[0]
     first, last = image.nonzero()[0].item(), image.nonzero()[-1].item()
-    assert first > 5 and last < image.numel() - 3 and int(image.sum()) == 36  # after the system prompt
+    assert first > 5 and last < image.numel() - 3 and int(image.sum()) == IMAGE_SEQ_LENGTH  # after the system prompt
     bn = attach_bottleneck(model, VittleConfig())
     _set_known_map(bn, visual_value=1.0, text_value=-1.0)
     seen = {}
@@ -83,7 +84,7 @@ def test_image_in_the_middle_goes_through_the_visual_net_only(tiny_llava):
         model(**inputs)
     # eval: h' = 0.5 h + 0.5 mu, mu = +1 on visual rows and -1 on text rows.
     shift = (seen["out"] - 0.5 * seen["hidden"])[0]
-    torch.testing.assert_close(shift[image], torch.full((36, D), 0.5))
+    torch.testing.assert_close(shift[image], torch.full((IMAGE_SEQ_LENGTH, D), 0.5))
     torch.testing.assert_close(shift[~image], torch.full((int((~image).sum()), D), -0.5))
 
 
@@ -118,7 +119,7 @@ def test_visual_and_text_layers_can_differ(tiny_llava):
     inputs = _prompt(processor)
     with torch.no_grad():
         model(**inputs)
-    n_text = inputs["input_ids"].numel() - 36
+    n_text = inputs["input_ids"].numel() - IMAGE_SEQ_LENGTH
     assert events == ["visual36", "layer2", f"text{n_text}", "layer5"]
 
 
@@ -234,7 +235,7 @@ def test_mixed_batch_trains_and_gradient_checkpointing_gives_equal_gradients(tin
     bn.alpha = 0.5
     parts, plain = _loss_and_grads(model, batch, seed=3)
     image = _image_positions(model, batch["input_ids"])
-    assert not image[0].any() and image[1].sum() == 36
+    assert not image[0].any() and image[1].sum() == IMAGE_SEQ_LENGTH
     torch.testing.assert_close(parts.kl_v, bn.last_kl_v[image].mean())
     assert torch.isfinite(parts.loss) and parts.kl_v > 0 and parts.kl_t > 0
     for name, _ in bn.named_parameters():  # both nets and both priors learn

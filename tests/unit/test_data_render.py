@@ -10,7 +10,7 @@ from PIL import Image
 
 from vittle_cli.data.render import IGNORE_INDEX, render_conversation
 from vittle_cli.data.report import SampleProblem
-from vittle_cli.model.builtin import IMAGE_SEQ_LENGTH, SYSTEM_PROMPT
+from vittle_cli.model.builtin import IMAGE_SEQ_LENGTH, IMAGE_SIZE, SYSTEM_PROMPT
 
 
 @pytest.fixture(scope="module")
@@ -84,7 +84,7 @@ def test_image_sits_after_the_system_prompt_as_one_whole_span(processor):
     before = processor.tokenizer.decode(sample["input_ids"][: where[0]])
     assert before.startswith(SYSTEM_PROMPT) and before.rstrip().endswith("USER:")
     assert (sample["labels"][where] == IGNORE_INDEX).all()
-    assert sample["pixel_values"].shape == (1, 3, 48, 48)
+    assert sample["pixel_values"].shape == (1, 3, IMAGE_SIZE, IMAGE_SIZE)
 
 
 def test_text_only_sample_has_no_pixel_values(processor):

@@ -10,6 +10,7 @@ from PIL import Image
 from vittle_cli.errors import UsageError
 from vittle_cli.eval import generate as gen
 from vittle_cli.eval.generate import GenerationRequest, generate_answers, generate_one_at_a_time
+from vittle_cli.model.builtin import IMAGE_SEQ_LENGTH
 
 MAX_NEW = 6
 
@@ -151,7 +152,7 @@ def test_plan_reuses_prefixes_that_hold_the_image(diverse):
         for i in g.members:
             assert encoded.ids[i][: len(g.prefix)] == g.prefix and len(encoded.ids[i]) > len(g.prefix)
         if g.unit is not None:  # the whole image span lies in the prefix
-            assert sum(t in image_ids for t in g.prefix) == 36
+            assert sum(t in image_ids for t in g.prefix) == IMAGE_SEQ_LENGTH
     # group "img0" shares "Is there a" beyond the image: its prefix is longer than group 1's
     by_first = {reqs[g.members[0]].group: len(g.prefix) for g in groups}
     assert by_first["img0"] > by_first[1]

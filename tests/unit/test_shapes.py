@@ -70,7 +70,7 @@ def test_build_is_deterministic_and_seed_dependent(tmp_path):
 def test_resolve_builds_once_into_cache(shapes, monkeypatch):
     import vittle_cli.data.shapes as mod
 
-    assert shapes.root.name == "shapes-v1-seed0" and shapes.root.parent.name == "data"
+    assert shapes.root.name == f"shapes-v{mod.FORMAT_VERSION}-seed0" and shapes.root.parent.name == "data"
     monkeypatch.setattr(mod, "build_shapes", lambda *a, **k: pytest.fail("rebuilt a cached data set"))
     assert resolve_builtin_data("builtin:shapes", seed=0) == shapes
 

@@ -30,7 +30,7 @@ from vittle_cli.data.shapes_questions import (
 )
 
 SHAPES_NAME = "shapes"
-FORMAT_VERSION = 1  # bump when the generated data changes so old caches are rebuilt
+FORMAT_VERSION = 2  # bump when the generated data changes so old caches are rebuilt
 DEFAULT_SIZES = {"train_images": 1500, "train_conversations": 3000, "eval_images": 80}
 TEXT_ONLY_FRACTION = 0.03
 

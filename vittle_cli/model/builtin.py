@@ -13,11 +13,14 @@ from pathlib import Path
 
 BUILTIN_PREFIX = "builtin:"
 TINY_LLAVA = "tiny-llava"
-FORMAT_VERSION = 1  # bump when the built model changes so old caches are rebuilt
+FORMAT_VERSION = 2  # bump when the built model changes so old caches are rebuilt
 
-IMAGE_SIZE = 48
-PATCH_SIZE = 8
-IMAGE_SEQ_LENGTH = (IMAGE_SIZE // PATCH_SIZE) ** 2  # 36 visual tokens per image
+IMAGE_SIZE = 64
+PATCH_SIZE = 16
+IMAGE_SEQ_LENGTH = (IMAGE_SIZE // PATCH_SIZE) ** 2  # 16 visual tokens per image
+# A wider init than transformers' 0.02 gives the from-scratch model sharper attention from the start; with
+# 0.02 it sat at chance on the shapes existence questions for ~900 steps before grounding took off.
+INIT_RANGE = 0.1
 SYSTEM_PROMPT = "A chat between a curious user and an assistant."
 
 # LLaVA-1.5 layout: the system prompt comes first, so the image sits in the middle of the sequence.
@@ -155,6 +158,7 @@ def build_tiny_llava(seed: int = 0):
         num_hidden_layers=2,
         num_attention_heads=4,
         projection_dim=64,
+        initializer_range=INIT_RANGE,
     )
     text = LlamaConfig(
         vocab_size=len(tokenizer),
@@ -168,6 +172,7 @@ def build_tiny_llava(seed: int = 0):
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
         tie_word_embeddings=False,
+        initializer_range=INIT_RANGE,
     )
     config = LlavaConfig(
         vision_config=vision,
@@ -177,6 +182,7 @@ def build_tiny_llava(seed: int = 0):
         vision_feature_select_strategy="default",
         vision_feature_layer=-1,
         projector_hidden_act="gelu",
+        initializer_range=INIT_RANGE,
     )
     config.pad_token_id = tokenizer.pad_token_id
     with torch.random.fork_rng(devices=[]):
