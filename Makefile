@@ -24,8 +24,9 @@ $(STAMP): pyproject.toml | $(BIN)/python
 demo: $(STAMP)
 	VITTLE=$(BIN)/vittle bash scripts/demo.sh
 
+# One torch thread per xdist worker: the tiny models gain nothing from more, and workers would fight.
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -n auto
 
 lint: $(STAMP)
 	$(BIN)/ruff check vittle_cli tests

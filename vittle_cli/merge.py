@@ -22,8 +22,11 @@ from vittle_cli.errors import ModelError, UsageError
 
 ADAPTER_CONFIG = "adapter_config.json"
 DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
-# Logit agreement between the in-memory merged model and the reloaded folder (same dtype, same device).
-_RELOAD_TOL = {"float32": 1e-4, "bfloat16": 2e-2, "float16": 1e-2}
+# Logit agreement between the in-memory merged model and the reloaded folder, relative to the largest logit.
+# In 16-bit the two are not bit-identical: `.to(dtype)` also casts the rotary inv_freq buffer, which a fresh
+# from_pretrained(dtype=...) keeps in float32; on the tiny model that alone moves bf16 logits by ~2.5%.
+# A lost adapter or bottleneck moves them far more.
+_RELOAD_TOL = {"float32": 1e-4, "bfloat16": 5e-2, "float16": 2e-2}
 
 
 @dataclass

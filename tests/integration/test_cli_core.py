@@ -116,9 +116,12 @@ def test_usage_error_exits_2(capsys):
     assert run_main(["inspect", "recipe"]) == 2  # missing argument
 
 
-def test_debug_shows_the_exception():
+def test_debug_shows_the_exception(monkeypatch):
     from vittle_cli.errors import RecipeError
 
+    # --debug exports VITTLE_DEBUG=1 for child processes; setenv makes monkeypatch restore it afterwards
+    # (delenv of an unset variable records nothing to undo)
+    monkeypatch.setenv("VITTLE_DEBUG", "0")
     with pytest.raises(RecipeError):
         main(["--debug", "inspect", "recipe", "tiny", "train.lr=oops"])
 

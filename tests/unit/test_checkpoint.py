@@ -54,14 +54,14 @@ def test_save_then_load_reproduces_eval_logits_exactly(tiny_llava, tmp_path):
     saved = json.loads((tmp_path / "m" / CONFIG_FILE).read_text())
     assert (
         saved["layer_v"] == 3
-        and saved["layer_t"] == 6
+        and saved["layer_t"] == 3  # unset: follows layer_v
         and saved["prior"] == "L"
         and saved["hidden_size"] == 96
     )
 
     loaded, _ = load_vittle_model(tmp_path / "m")
     assert not loaded.training and not get_bottleneck(loaded).training
-    assert attached_layers(loaded) == (3, 6) and get_bottleneck(loaded).config.beta_t == 0.2
+    assert attached_layers(loaded) == (3, 3) and get_bottleneck(loaded).config.beta_t == 0.2
     with torch.no_grad():
         assert torch.equal(loaded(**inputs).logits, expected)
 

@@ -38,6 +38,7 @@ def test_stats_match_direct_computation(tiny_llava, prior):
         for p in bn.parameters():
             p.copy_(torch.randn(p.shape, generator=gen) * 0.2)
         bn.text_net[2].bias[96:] += 3.0  # push text log-variances past the +2.3025 clamp
+        bn.visual_net[2].bias[96:] -= 10.0  # and visual ones well below it
     got = posterior_stats(model, processor, qs, batch_size=1)
 
     for modality, net, mask in (
