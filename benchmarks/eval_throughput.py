@@ -59,13 +59,8 @@ def build_llava7b(device: str, dtype, num_layers: int = 32):
     so every generated id decodes; the chat template carries LLaVA-1.5's system prompt.
     """
     import torch
-    from transformers import (
-        CLIPVisionConfig,
-        LlamaConfig,
-        LlavaConfig,
-        LlavaForConditionalGeneration,
-        LlavaProcessor,
-    )
+    from llava7b_shape import llava15_7b_config
+    from transformers import LlavaForConditionalGeneration, LlavaProcessor
 
     from vittle_cli.model.builtin import CHAT_TEMPLATE, SYSTEM_PROMPT, build_tiny_llava
 
@@ -75,37 +70,14 @@ def build_llava7b(device: str, dtype, num_layers: int = 32):
     template = CHAT_TEMPLATE.replace(SYSTEM_PROMPT, LLAVA_V1_SYSTEM.replace("'", "\\'"))
     tokenizer.chat_template = template
     tokenizer.model_max_length = 4096
-    vision = CLIPVisionConfig(
-        hidden_size=1024,
-        intermediate_size=4096,
-        num_hidden_layers=24,
-        num_attention_heads=16,
-        image_size=336,
-        patch_size=14,
-        projection_dim=768,
-        hidden_act="quick_gelu",
-    )
-    text = LlamaConfig(
+    config = llava15_7b_config(
         vocab_size=len(tokenizer),
-        hidden_size=4096,
-        intermediate_size=11008,
-        num_hidden_layers=num_layers,
-        num_attention_heads=32,
-        num_key_value_heads=32,
-        max_position_embeddings=4096,
+        image_token_id=tokenizer.convert_tokens_to_ids("<image>"),
+        num_layers=num_layers,
         rms_norm_eps=1e-5,
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
-    )
-    config = LlavaConfig(
-        vision_config=vision,
-        text_config=text,
-        image_token_index=tokenizer.convert_tokens_to_ids("<image>"),
-        image_seq_length=576,
-        vision_feature_select_strategy="default",
-        vision_feature_layer=-2,
-        projector_hidden_act="gelu",
     )
     config.pad_token_id = tokenizer.pad_token_id
     torch.manual_seed(0)

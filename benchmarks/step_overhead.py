@@ -51,35 +51,11 @@ def tiny_setup(batch_size: int):
 def lm7b_setup(n_layers: int, batch_size: int, seq_len: int):
     """A LLaVA-1.5-7B-shaped model with random bf16 weights on CUDA, and a batch of `seq_len` tokens with
     576 image tokens after a 35-token system prompt."""
-    from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig, LlavaForConditionalGeneration
+    from llava7b_shape import llava15_7b_config
+    from transformers import LlavaForConditionalGeneration
 
     image_token = 32000
-    text = LlamaConfig(
-        vocab_size=32064,
-        hidden_size=4096,
-        intermediate_size=11008,
-        num_hidden_layers=n_layers,
-        num_attention_heads=32,
-        num_key_value_heads=32,
-        max_position_embeddings=4096,
-    )
-    vision = CLIPVisionConfig(
-        hidden_size=1024,
-        intermediate_size=4096,
-        num_hidden_layers=24,
-        num_attention_heads=16,
-        image_size=336,
-        patch_size=14,
-        projection_dim=768,
-    )
-    config = LlavaConfig(
-        vision_config=vision,
-        text_config=text,
-        image_token_index=image_token,
-        image_seq_length=576,
-        vision_feature_select_strategy="default",
-        vision_feature_layer=-2,
-    )
+    config = llava15_7b_config(vocab_size=32064, image_token_id=image_token, num_layers=n_layers)
     previous = torch.get_default_dtype()
     torch.set_default_dtype(torch.bfloat16)
     try:

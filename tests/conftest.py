@@ -16,6 +16,19 @@ def _vittle_cache(tmp_path_factory):
     yield
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _one_torch_thread():
+    """One intra-op thread per test process: the tiny models gain nothing from more, and on a 2-core
+    machine (with xdist workers or torchrun children beside) extra OpenMP threads spin against each other
+    and make runs several times slower."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def tiny_model_dir():
     """Directory of builtin:tiny-llava (built once per session)."""

@@ -25,18 +25,6 @@ FAST = [
 ]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_torch_thread():
-    """One intra-op thread: on a shared 2-core machine, 2 OpenMP threads per process spin against each
-    other and make these runs several times slower."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def vittle(*args: str) -> int:
     try:
         main(list(args))

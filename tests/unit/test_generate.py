@@ -70,15 +70,6 @@ def _requests() -> list[GenerationRequest]:
     return reqs
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """One intra-op thread: these tiny forwards gain nothing from more, and lose a lot on a busy machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def diverse(tiny_model_dir):
     from transformers import AutoProcessor, LlavaForConditionalGeneration
