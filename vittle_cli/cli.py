@@ -8,6 +8,7 @@ code; tracebacks only with --debug or VITTLE_DEBUG=1.
 from __future__ import annotations
 
 import importlib
+import logging
 import os
 import pkgutil
 import sys
@@ -95,6 +96,10 @@ def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: run the app and exit with vittle's exit codes (0, 1, 2, 130)."""
     args = sys.argv[1:] if argv is None else list(argv)
     debug = "--debug" in args or _debug_enabled()
+    if not debug:
+        # bitsandbytes warns on every import on AVX512-BF16 CPUs that an optional kernels package is missing;
+        # its pure-torch fallback is what the CPU path uses anyway.
+        logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
     try:
         code = app(args=args, prog_name="vittle", standalone_mode=False)
     except VittleError as e:
