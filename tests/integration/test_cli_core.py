@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import typer
 import yaml
+from cli_runner import run_cli as run_main
 from typer.testing import CliRunner
 
 from vittle_cli import __version__
@@ -32,13 +33,6 @@ def leaf_commands(group, path=()):
 
 
 COMMANDS = sorted(leaf_commands(typer.main.get_command(app)))
-
-
-def run_main(args: list[str]) -> int:
-    """Run vittle's entry point in-process and return its exit code."""
-    with pytest.raises(SystemExit) as info:
-        main(args)
-    return info.value.code
 
 
 def test_core_commands_are_registered():

@@ -7,8 +7,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-
-from vittle_cli.cli import main
+from cli_runner import run_cli as run_main
 
 VARIANTS = [
     {"name": "clean", "group": "clean"},
@@ -20,12 +19,6 @@ VARIANTS = [
         "text": {"name": "keyboard", "rate": 3},
     },
 ]
-
-
-def run_main(args: list[str]) -> int:
-    with pytest.raises(SystemExit) as info:
-        main(args)
-    return info.value.code
 
 
 @pytest.fixture()

@@ -6,20 +6,14 @@ import json
 
 import pytest
 import torch
+from cli_runner import run_cli as run_main
 from typer.testing import CliRunner
 
-from vittle_cli.cli import app, main
+from vittle_cli.cli import app
 from vittle_cli.model.builtin import IMAGE_SEQ_LENGTH
 
 runner = CliRunner()
 VARIANTS = ["--variants", "gaussian_noise@3", "--variants", "keyboard@3"]
-
-
-def run_main(args: list[str]) -> int:
-    """vittle's entry point in-process (maps VittleError to exit codes, like the installed command)."""
-    with pytest.raises(SystemExit) as info:
-        main(args)
-    return info.value.code
 
 
 @pytest.fixture(scope="module")
@@ -101,7 +95,9 @@ def test_bottleneck_and_model_views(vittle_model, tiny_model_dir):
     assert result.exit_code == 0, result.output
     report = json.loads(result.output)
     assert report["layers"] == {"visual": 6, "text": 6} and report["alpha_in_use"] == 0.5
-    assert report["stats"]["visual"]["tokens"] == 3 * IMAGE_SEQ_LENGTH and report["stats"]["text"]["tokens"] > 0
+    assert (
+        report["stats"]["visual"]["tokens"] == 3 * IMAGE_SEQ_LENGTH and report["stats"]["text"]["tokens"] > 0
+    )
 
     result = runner.invoke(app, ["inspect", "model", "--model", str(vittle_model)], env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output

@@ -11,8 +11,7 @@ import math
 from pathlib import Path
 
 import pytest
-
-from vittle_cli.cli import main
+from cli_runner import run_cli
 
 RECIPE = "recipes/tiny.yaml"
 STEPS = 6
@@ -27,12 +26,7 @@ LOGGED = ("loss", "ce", "kl_v", "kl_t", "alpha", "lr", "grad_norm")
 
 
 def vittle(*args: str) -> int:
-    """Run the CLI in-process; return its exit code."""
-    try:
-        main(list(args))
-    except SystemExit as e:
-        return int(e.code or 0)
-    return 0
+    return run_cli(args)
 
 
 def rows(run: Path) -> list[dict]:

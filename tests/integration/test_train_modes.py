@@ -10,8 +10,7 @@ import math
 from pathlib import Path
 
 import pytest
-
-from vittle_cli.cli import main
+from cli_runner import run_cli
 
 RECIPE = "recipes/tiny.yaml"
 FAST = [
@@ -26,11 +25,7 @@ FAST = [
 
 
 def vittle(*args: str) -> int:
-    try:
-        main(list(args))
-    except SystemExit as e:
-        return int(e.code or 0)
-    return 0
+    return run_cli(args)
 
 
 def safetensor_keys(path: Path) -> list[str]:

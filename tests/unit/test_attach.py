@@ -75,7 +75,9 @@ def test_image_in_the_middle_goes_through_the_visual_net_only(tiny_llava):
     inputs = _prompt(processor)
     image = _image_positions(model, inputs["input_ids"])[0]
     first, last = image.nonzero()[0].item(), image.nonzero()[-1].item()
-    assert first > 5 and last < image.numel() - 3 and int(image.sum()) == IMAGE_SEQ_LENGTH  # after the system prompt
+    assert (
+        first > 5 and last < image.numel() - 3 and int(image.sum()) == IMAGE_SEQ_LENGTH
+    )  # after the system prompt
     bn = attach_bottleneck(model, VittleConfig())
     _set_known_map(bn, visual_value=1.0, text_value=-1.0)
     seen = {}

@@ -80,11 +80,9 @@ def resolve_builtin_model(name: str, seed: int = 0) -> Path:
     """
     from vittle_cli.errors import ModelError
 
-    short = name[len(BUILTIN_PREFIX):] if is_builtin(name) else name
+    short = name[len(BUILTIN_PREFIX) :] if is_builtin(name) else name
     if short != TINY_LLAVA:
-        raise ModelError(
-            f"unknown built-in model {name!r}; known: {', '.join(builtin_model_names())}"
-        )
+        raise ModelError(f"unknown built-in model {name!r}; known: {', '.join(builtin_model_names())}")
     target = cache_root() / "models" / f"{TINY_LLAVA}-v{FORMAT_VERSION}-seed{seed}"
     if (target / "config.json").is_file():
         return target
