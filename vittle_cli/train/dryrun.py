@@ -21,7 +21,7 @@ def _skeleton(recipe):
     import torch
     from transformers import AutoConfig, AutoModelForImageTextToText
 
-    from vittle_cli.model.load import apply_lora, set_trainable
+    from vittle_cli.model.prepare import apply_lora, set_trainable
 
     m = recipe.model
     if m.compose is not None:
@@ -73,7 +73,7 @@ def build_plan(recipe, *, world_size: int = 1, launch_command: list[str] | None 
         )
     if model is not None:
         from vittle_cli.model.attach import find_decoder_layers
-        from vittle_cli.model.load import parameter_summary
+        from vittle_cli.model.components import parameter_summary
 
         plan.n_layers = len(find_decoder_layers(model))
         if recipe.bottleneck.enabled:
