@@ -203,10 +203,9 @@ def _probe_inputs(processor):
 
     grid = np.indices((64, 64)).sum(axis=0) % 256
     image = Image.fromarray(np.stack([grid, grid[::-1], 255 - grid], axis=-1).astype("uint8"))
-    messages = [
-        {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "Describe the image."}]}
-    ]
-    prompt = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    from vittle_cli.data.prompt import render_query_prompt
+
+    prompt = render_query_prompt(processor, "Describe the image.", has_image=True)
     return processor(images=[image], text=[prompt], return_tensors="pt")
 
 

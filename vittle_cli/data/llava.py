@@ -186,4 +186,3 @@ def build_train_dataset(
 ) -> tuple[TrainDataset, DataReport]:
     """The training set of a recipe's data section (data.train). See build_dataset."""
     return build_dataset(data.train, data, processor, seed, cache_dir)
-
