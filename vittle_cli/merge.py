@@ -168,9 +168,7 @@ def _consolidate_zero(folder: Path, base: str | None, recipe: dict):
         if (folder / CONFIG_FILE).is_file():
             cfg = VittleConfig.read(folder)
         else:  # the run's recipe knows the bottleneck's hyperparameters
-            section = dict(recipe.get("bottleneck") or {})
-            section.pop("enabled", None)
-            cfg = VittleConfig(**section)
+            cfg = VittleConfig.from_section(recipe.get("bottleneck") or {})
         attach_bottleneck(model, cfg)
     missing, unexpected = model.load_state_dict(state, strict=False)
     if missing or unexpected:

@@ -17,7 +17,7 @@ from torch import nn
 from vittle_cli.errors import ModelError, UsageError
 from vittle_cli.model.compose import compose_llava
 from vittle_cli.model.device import TORCH_DTYPES
-from vittle_cli.model.prepare import apply_lora, set_trainable
+from vittle_cli.model.prepare import prepare_for_training
 from vittle_cli.model.quantize import quantization_config, quantization_skip_modules
 from vittle_cli.model.reference import checked_model_source
 
@@ -68,19 +68,7 @@ def load_model_for_recipe(recipe: Recipe, *, device_map: Any = None) -> tuple[nn
         )
     else:
         model, processor = _load_pretrained(recipe, dtype, device_map)
-    if recipe.bottleneck.enabled:
-        from vittle_cli.model.attach import attach_bottleneck
-        from vittle_cli.model.bottleneck import VittleConfig
-
-        attach_bottleneck(model, VittleConfig(**recipe.bottleneck.model_dump(exclude={"enabled"})))
-    set_trainable(
-        model,
-        vision_tower=m.train_vision_tower,
-        projector=m.train_projector,
-        language_model=m.train_language_model,
-    )
-    if train.lora.enabled:
-        model = apply_lora(model, recipe)
+    model = prepare_for_training(model, recipe)
     model.train()
     return model, processor
 

@@ -87,3 +87,30 @@ def apply_lora(model: nn.Module, recipe: Recipe) -> nn.Module:
         modules_to_save=to_save or None,
     )
     return get_peft_model(model, config)
+
+
+def prepare_for_training(model: nn.Module, recipe: Recipe) -> nn.Module:
+    """Attach the bottleneck (when bottleneck.enabled), freeze by component and wrap in LoRA (when
+    train.lora.enabled): the one sequence that training and `vittle train --dry-run` both run.
+
+    The order matters: the bottleneck is attached after quantisation (done while loading) so it is never
+    quantised, and before peft so `modules_to_save` trains it fully.
+
+    Returns:
+        The model to train (a PeftModel when LoRA is on).
+    """
+    from vittle_cli.model.attach import attach_bottleneck
+    from vittle_cli.model.bottleneck import VittleConfig
+
+    if recipe.bottleneck.enabled:
+        attach_bottleneck(model, VittleConfig.from_section(recipe.bottleneck))
+    m = recipe.model
+    set_trainable(
+        model,
+        vision_tower=m.train_vision_tower,
+        projector=m.train_projector,
+        language_model=m.train_language_model,
+    )
+    if recipe.train.lora.enabled:
+        model = apply_lora(model, recipe)
+    return model
