@@ -95,7 +95,7 @@ def test_eval_usage_errors(capsys):
                 "--suite",
                 "pope",
                 "--model",
-                "x",
+                "builtin:tiny-llava",
                 "--questions",
                 "/nonexistent/q.jsonl",
                 "--labels-dir",

@@ -134,6 +134,10 @@ def run_eval(
         raise UsageError(f"--dtype must be one of {', '.join(DTYPES)} (got {dtype!r})")
     if batch_size < 1:
         raise UsageError(f"--batch-size must be at least 1 (got {batch_size})")
+    if load_model is None:  # a bad --model fails now, before any work, with every command's message
+        from vittle_cli.model.reference import loadable_model_ref
+
+        loadable_model_ref(model)
     max_new_tokens = max_new_tokens or suite.max_new_tokens
     out = Path(out) if out is not None else default_out_dir(model, suite.name)
     if (out / RESULTS).is_file() and not overwrite:
