@@ -28,7 +28,6 @@ from vittle_cli.layout import (
 )
 from vittle_cli.model.reference import classify_model_ref
 
-DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
 # Logit agreement between the in-memory merged model and the reloaded folder, relative to the largest logit.
 # In 16-bit the two are not bit-identical: `.to(dtype)` also casts the rotary inv_freq buffer, which a fresh
 # from_pretrained(dtype=...) keeps in float32; on the tiny model that alone moves bf16 logits by ~2.5%.
@@ -257,7 +256,8 @@ def run_merge(
         source: a run dir (its final/ is used), a checkpoint-N dir or a PEFT adapter dir.
         out: the folder to write; must not exist unless `overwrite`.
         base: base model of an adapter (default: the adapter's base_model_name_or_path / the run's model).
-        dtype: fp32 | bf16 | fp16 for the written weights (the merge itself runs in float32).
+        dtype: the written weights' dtype, either spelling (fp32 / float32, bf16, fp16; auto = float32);
+            the merge itself runs in float32.
         log: where progress lines go.
 
     Raises:
@@ -268,14 +268,14 @@ def run_merge(
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # per-file bars drown the few lines merge prints
-    if dtype not in DTYPES:
-        raise UsageError(f"--dtype {dtype} is not one of {', '.join(DTYPES)}")
-    torch_dtype = DTYPES[dtype]
+    from vittle_cli.model.device import resolve_dtype_name
+
+    torch_dtype = resolve_dtype_name(dtype, device="cpu")  # the merge runs on the CPU: auto = float32
     folder, kind, recipe = resolve_source(source)
     out_path = Path(out).expanduser().resolve()
     if out_path == folder.resolve() or folder.resolve() in out_path.parents:
         raise UsageError(f"--out {out} lies inside the source {folder}; choose a folder outside it")
-    result = MergeResult(source=str(folder), out=str(out_path), kind=kind, dtype=dtype)
+    result = MergeResult(source=str(folder), out=str(out_path), kind=kind, dtype=torch_dtype)
     if kind == "merged":
         result.noop = True
         result.notes.append(f"{folder} already holds full weights and no adapter: nothing to merge")

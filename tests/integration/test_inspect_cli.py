@@ -122,7 +122,16 @@ def test_bad_inputs_exit_codes(tmp_path, tiny_model_dir, capsys):
         (["inspect", "run", str(tiny_model_dir)], 2, "use `vittle inspect model`"),
         (["merge", missing, "--out", str(tmp_path / "o")], 2, f"SOURCE {missing}: no such directory"),
         (["merge", junk, "--out", str(tmp_path / "o")], 2, "not a model, adapter or run directory"),
-        (["merge", str(tiny_model_dir), "--out", str(tmp_path / "o"), "--dtype", "int8"], 2, "--dtype int8"),
+        (
+            ["merge", str(tiny_model_dir), "--out", str(tmp_path / "o"), "--dtype", "int8"],
+            2,
+            "--dtype int8: expected one of",
+        ),
+        (
+            ["eval", "--suite", "shapes", "--model", str(tiny_model_dir), "--dtype", "int8"],
+            2,
+            "--dtype int8: expected",
+        ),
         (["inspect", "model"], 2, "needs a model"),
     ]
     for args, code, message in cases:
