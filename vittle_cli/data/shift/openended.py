@@ -72,6 +72,11 @@ class OpenItem:
     rule: str
     context: str | None = None
 
+    @property
+    def split(self) -> str:
+        """The category, under the name `limit_items` and the POPE code use."""
+        return self.category
+
 
 @dataclass
 class OpenSet:
@@ -225,3 +230,57 @@ def _report(data: OpenSet, files: dict) -> dict:
     for it in data.items:
         cats[it.category] = cats.get(it.category, 0) + 1
     return {"layout": data.layout, "files": files, "categories": cats, "questions": len(data.items)}
+
+
+def load_openended_suite(suite) -> OpenSet:
+    """Load the data of an open-ended suite (`suite.is_openended`), after its `${var}`s are filled.
+
+    Raises:
+        UsageError: paths that still hold ${placeholders} (names the CLI option that fills them).
+        DataError: see load_llava_bench / openended_hf.load_hf_bench.
+    """
+    from vittle_cli.errors import UsageError
+
+    todo = suite.placeholders()
+    f = suite.data.openended
+    if todo:
+        opts = " ".join(f"--{v.replace('_', '-')} DIR" for v in todo)
+        files = ", ".join(PUBLISHED[f.layout].values())
+        raise UsageError(f"suite {suite.name!r} needs its files: pass {opts} (a folder holding {files})")
+    if f.layout in ("lbcoco", "lbwild"):
+        return load_llava_bench(f.layout, f.questions, f.answers, f.context, f.rules, f.image_root)
+    from vittle_cli.data.shift.openended_hf import load_hf_bench
+
+    return load_hf_bench(f.layout, f.questions, f.rules, f.answers)
+
+
+def variant_questions(suite, variant, data: OpenSet, items: list[OpenItem], cache_dir: Path | None = None):
+    """Yield (item, image, question text) of one variant, one image at a time (first appearance order).
+
+    Seeded as the POPE suites are: visual shifts by (suite seed, spec, image key), text shifts by
+    (suite seed, spec, question id); each image is loaded and perturbed once for all its questions.
+    """
+    from functools import partial
+
+    from vittle_cli.data.shift.cache import cached_perturbed_image, default_cache_dir
+    from vittle_cli.data.shift.registry import derive_seed
+    from vittle_cli.data.shift.text import perturb_text
+    from vittle_cli.data.shift.visual import perturb_image
+
+    by_image: dict[str, list[OpenItem]] = {}
+    for it in items:
+        by_image.setdefault(it.image, []).append(it)
+    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    for key, group in by_image.items():
+        image = data.open_image(key)
+        if variant.visual is not None:
+            vs = variant.visual
+            seed = derive_seed(suite.seed, vs.spec, key)
+            make = partial(perturb_image, image, vs.name, vs.severity, seed)
+            image = cached_perturbed_image(image, vs.spec, seed, cache, make)
+        for it in group:
+            text = it.text
+            if variant.text is not None:
+                ts = variant.text
+                text = perturb_text(text, ts.name, ts.rate, derive_seed(suite.seed, ts.spec, it.question_id))
+            yield it, image, text + suite.prompt_suffix
