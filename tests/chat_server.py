@@ -17,7 +17,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
 class ChatServer:
-    def __init__(self, script=(), default="8 6\nThe second answer is close to the reference."):
+    def __init__(self, script=(), default="8 6\nThe second answer is close to the reference.", port: int = 0):
+        self.port = port
         self.script = list(script)
         self.default = default
         self.requests: list[dict] = []
@@ -76,7 +77,7 @@ class ChatServer:
                 except (BrokenPipeError, ConnectionResetError):
                     pass  # the client gave up on a slow reply (timeout test)
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
         self.httpd.daemon_threads = True
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
         self.thread.start()

@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Callable, Sequence
-from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 
 from vittle_cli.errors import UsageError, VittleError
@@ -106,18 +106,19 @@ class OpenAIJudge:
         with ThreadPoolExecutor(max_workers=max(1, self.options.concurrency)) as pool:
             pending = {pool.submit(self._ask, p, system): i for i, p in enumerate(prompts)}
             while pending:
-                done, _ = wait(pending, return_when=FIRST_EXCEPTION)
-                for future in done:
+                done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                failed = [f for f in done if f.exception() is not None]
+                for future in done:  # keep every reply that arrived before raising for a failure
                     index = pending.pop(future)
-                    error = future.exception()
-                    if error is not None:
-                        for other in pending:
-                            other.cancel()
-                        raise JudgeError(
-                            f"judge {self.id} gave no answer after {self.options.max_retries} retries "
-                            f"({self._describe(error)}); judgments made so far are kept"
-                        ) from None
-                    on_reply(index, future.result())
+                    if future.exception() is None:
+                        on_reply(index, future.result())
+                if failed:
+                    for other in pending:
+                        other.cancel()
+                    raise JudgeError(
+                        f"judge {self.id} gave no answer after {self.options.max_retries} retries "
+                        f"({self._describe(failed[0].exception())}); judgments made so far are kept"
+                    ) from None
 
     def _describe(self, error: BaseException) -> str:
         status = getattr(error, "status_code", None)
