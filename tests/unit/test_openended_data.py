@@ -96,3 +96,28 @@ def test_missing_image_is_named(tmp_path):
     (root / "images" / "002.jpg").unlink()
     with pytest.raises(DataError, match="1 image\\(s\\) missing .*002.jpg"):
         load_openended_suite(_suite("lbwild", root))
+
+
+def test_lbcoco_shift_has_27_shifts_with_three_translations():
+    s, pope = load_suite("lbcoco-shift"), load_suite("pope-shift")
+    groups = [v.group for v in s.variants]
+    assert [groups.count(g) for g in ("clean", "visual", "text", "joint")] == [1, 9, 9, 9]
+    visual = [v.visual for v in s.variants if v.group == "visual"]
+    assert visual == [v.visual for v in pope.variants if v.group == "visual"]
+    text = [v.text.name for v in s.variants if v.group == "text"]
+    assert text[-3:] == ["translate_de", "translate_zh", "translate_ko"]
+    assert set(text[:6]) < {v.text.name for v in pope.variants if v.group == "text"}
+    assert s.max_new_tokens == 1024 and s.prompt_suffix == ""
+
+
+def test_translation_shift_reads_the_store_and_fails_clearly_without_it(tmp_path, monkeypatch):
+    from vittle_cli.data.shift.text import perturb_text
+    from vittle_cli.data.shift.translate import TranslationStore
+
+    monkeypatch.setenv("VITTLE_CACHE", str(tmp_path))
+    with pytest.raises(DataError, match="pass --judge"):
+        perturb_text("How many pizzas are there in the image?", "translate_zh", 3, 0)
+    TranslationStore().add("zh", "How many pizzas are there in the image?", "图片里有几个披萨？", "t")
+    assert (
+        perturb_text("How many pizzas are there in the image?", "translate_zh", 3, 0) == "图片里有几个披萨？"
+    )
