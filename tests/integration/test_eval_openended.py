@@ -79,6 +79,10 @@ def test_lbcoco_shift_with_api_judge_then_rerun_makes_no_request(tmp_path, monke
     review_texts = [r["messages"][1]["content"] for r in reviews]
     assert not any("DE: " in t for t in review_texts)  # the judge always sees the clean question
     assert (out / "results.png").stat().st_size > 0
+    shift = results["representation_shift"]
+    assert set(shift) == {"snow@3", "translate_de", "brightness@3+translate_de"}  # every shifted variant
+    assert all(shift[v]["visual"] >= 0 and shift[v]["text"] >= 0 and shift[v]["n"] == 6 for v in shift)
+    assert shift["translate_de"]["text"] > 0  # another question text moves the text tokens' states
 
     for path in [*out.rglob("*"), *Path(__import__("os").environ["VITTLE_CACHE"]).rglob("*.jsonl")]:
         if path.is_file():
@@ -92,6 +96,8 @@ def test_lbcoco_shift_with_api_judge_then_rerun_makes_no_request(tmp_path, monke
     assert again.requests == []
     rerun = json.loads((out / "results.json").read_text())
     assert rerun["metrics"] == results["metrics"] and rerun["answers_computed"] == 0
+    assert rerun["representation_shift"] == shift
+    assert "loading builtin:tiny-llava" not in capsys.readouterr().err  # nothing left that needs the model
 
 
 @pytest.mark.slow

@@ -45,6 +45,7 @@ def run_openended_eval(
     generate=None,
     load_model=None,
     console=None,
+    representation: bool = True,
 ) -> dict:
     """Answer, judge and score an open-ended suite; write results.json, results.png and the caches.
 
@@ -52,6 +53,7 @@ def run_openended_eval(
         judge_spec: --judge (an API model name, azure:DEPLOYMENT or hf:NAME_OR_PATH).
         judge_runs: judgments per answer (default: 3 for API judges, 1 for a local greedy judge).
         judge: a ready judge object (tests); replaces judge_spec.
+        representation: also measure the internal representation shift (JSD) per shifted variant.
     Raises:
         UsageError: no judge, bad options, a finished results.json without `overwrite`.
         DataError: bad data files. JudgeError: a judge that does not answer (work so far is kept).
@@ -60,6 +62,7 @@ def run_openended_eval(
     from vittle_cli.data.shift.questions import limit_items
     from vittle_cli.eval.judge.backends import JudgeOptions, make_judge
     from vittle_cli.eval.judge.cache import JUDGMENTS, JudgmentCache
+    from vittle_cli.eval.openended_repr import LazyModel, representation_shift
     from vittle_cli.eval.predictions import PredictionCache
     from vittle_cli.eval.runner import RESULTS, _fingerprint
 
@@ -83,18 +86,22 @@ def run_openended_eval(
     started = time.time()
     translated = translate_questions(suite, items, judge, console)
     cache = PredictionCache(out, _fingerprint(suite, model, max_new_tokens, base), discard_other=overwrite)
+    handle = LazyModel(load_model, model, base, dtype, device, console)
     computed = answer_missing(
-        suite, model, data, items, cache,
-        batch_size=batch_size, max_new_tokens=max_new_tokens, device=device, dtype=dtype, base=base,
-        cache_dir=cache_dir, generate=generate, load_model=load_model, console=console,
+        suite, handle, data, items, cache,
+        batch_size=batch_size, max_new_tokens=max_new_tokens, cache_dir=cache_dir, generate=generate,
+        console=console,
     )  # fmt: skip
+    shift = (
+        representation_shift(suite, data, items, handle, out, batch_size, cache_dir) if representation else {}
+    )
     jobs = review_jobs(suite, data, items, cache)
     judgments = JudgmentCache(out / JUDGMENTS)
     requests = judge_missing(judge, jobs, runs, judgments, console)
     results = assemble_results(
         suite, model, data, items, jobs, judge.id, runs, judgments,
         limit=limit, max_new_tokens=max_new_tokens, seconds=time.time() - started,
-        computed=computed, requests={"translations": translated, "judgments": requests},
+        computed=computed, requests={"translations": translated, "judgments": requests}, shift=shift,
     )  # fmt: skip
     from vittle_cli.eval.openended_report import plot_rp, print_rp_table
     from vittle_cli.eval.runner import CHART
@@ -131,8 +138,8 @@ def translate_questions(suite, items, judge, console) -> int:
     return len(todo)
 
 
-def answer_missing(suite, model, data, items, cache, *, batch_size, max_new_tokens, device, dtype, base,
-                   cache_dir, generate, load_model, console) -> int:  # fmt: skip
+def answer_missing(suite, handle, data, items, cache, *, batch_size, max_new_tokens, cache_dir, generate,
+                   console) -> int:  # fmt: skip
     """Generate the answers the cache lacks, variant by variant, a chunk at a time. Returns how many."""
     from vittle_cli.data.shift.openended import variant_questions
     from vittle_cli.eval.runner import CHUNK_BATCHES, _progress
@@ -148,10 +155,7 @@ def answer_missing(suite, model, data, items, cache, *, batch_size, max_new_toke
 
     if generate is None:
         from vittle_cli.eval.generate import generate_answers as generate
-    if load_model is None:
-        from vittle_cli.model.checkpoint import load_vittle_model as load_model
-    console.print(f"loading {model} ({dtype}, {device})")
-    mdl, processor = load_model(model, base=base, dtype=dtype, device=device)
+    mdl, processor = handle.get()
     size = batch_size * CHUNK_BATCHES
     with _progress(console) as progress:
         task = progress.add_task("answers", total=missing)
@@ -219,7 +223,7 @@ def judge_missing(judge, jobs, runs: int, judgments, console) -> int:
 
 
 def assemble_results(suite, model, data, items, jobs, judge_id, runs, judgments, *, limit, max_new_tokens,
-                     seconds, computed, requests) -> dict:  # fmt: skip
+                     seconds, computed, requests, shift) -> dict:  # fmt: skip
     from vittle_cli.eval.judge.cache import collect_scores
     from vittle_cli.eval.judge.scores import score_variant, summarise_rp
     from vittle_cli.eval.report import versions
@@ -249,4 +253,8 @@ def assemble_results(suite, model, data, items, jobs, judge_id, runs, judgments,
         "seconds": round(seconds, 2),
         "metrics": per_variant,
         "summary": summarise_rp(per_variant, {v.name: v.group for v in suite.variants}),
+        "representation_shift": shift,
+        "representation_shift_note": "matrix-based JSD (nats) between clean and shifted prompts' hidden states "
+        "after the bottleneck layer, mean-pooled per sample over visual / text tokens (vittle_cli/model/"
+        "repr_metrics.py); the EMID JSD terms on external encoders are another quantity",
     }  # fmt: skip

@@ -24,6 +24,12 @@ def _rp(block: dict) -> str:
     return f"{rp['mean']:.1f}" + (f" ± {rp['std']:.1f}" if len(rp["runs"]) > 1 else "")
 
 
+def _jsd(entry: dict | None) -> str:
+    if not entry:
+        return ""
+    return "/".join("n/a" if entry.get(m) is None else f"{entry[m]:.4f}" for m in ("visual", "text"))
+
+
 def print_rp_table(results: dict, console=None) -> None:
     """One row per variant (RP overall and per category, unparseable replies) and one per group mean."""
     from rich.console import Console
@@ -37,14 +43,15 @@ def print_rp_table(results: dict, console=None) -> None:
     judge = results["judge"]
     title = f"{results['suite']['name']}: {results['model']} | judge {judge['id']} x{judge['runs']}"
     table = Table(title=title, title_justify="left")
-    for col in ("variant", "group", "n", "RP", *cats, "unparseable", "ΔRP"):
+    shift = results.get("representation_shift") or {}
+    for col in ("variant", "group", "n", "RP", *cats, "unparseable", "ΔRP", "JSD vis/txt"):
         table.add_column(col, justify="left" if col in ("variant", "group") else "right", no_wrap=True)
     drops = results["summary"]["drops"]
     for name, group, block in rp_rows(results):
         per_cat = [_rp(results["metrics"][name]["categories"][c]) for c in cats]
         d = f"{-drops[name]:+.1f}" if name in drops else ""
         unparsed = f"{block['unparseable']}/{block['judgments']}"
-        table.add_row(name, group, str(block["n"]), _rp(block), *per_cat, unparsed, d)
+        table.add_row(name, group, str(block["n"]), _rp(block), *per_cat, unparsed, d, _jsd(shift.get(name)))
     groups = results["summary"]["groups"]
     if len(groups) > 1:
         table.add_section()

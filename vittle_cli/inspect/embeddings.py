@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from vittle_cli.errors import UsageError
-from vittle_cli.inspect.capture import MODALITIES, STAGES, Query
-from vittle_cli.inspect.metrics import matrix_jsd, mean_cosine_distance
+from vittle_cli.model.capture import MODALITIES, STAGES, Query
+from vittle_cli.model.repr_metrics import matrix_jsd, mean_cosine_distance
 
 ARRAYS_FILE = "embeddings.safetensors"
 MANIFEST_FILE = "manifest.json"
@@ -73,8 +73,8 @@ def _pair_metrics(clean: np.ndarray, shifted: np.ndarray) -> tuple[float | None,
 def _load_models(
     model: str, compare: str | None, base: str | None, dtype: str, device: str, layer: int | None
 ):
-    from vittle_cli.inspect.capture import capture_layers
     from vittle_cli.inspect.loading import load_for_inspect
+    from vittle_cli.model.capture import capture_layers
 
     loaded = []
     for tag, name in zip(TAGS, (model, compare), strict=False):
@@ -127,7 +127,7 @@ def run_inspect_embeddings(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from vittle_cli.data.shift import load_suite, load_suite_data, suite_questions
-    from vittle_cli.inspect.capture import pooled_states
+    from vittle_cli.model.capture import pooled_states
 
     the_suite = load_suite(suite)
     if data_vars:
@@ -237,7 +237,7 @@ def _write_outputs(
     report.files = [ARRAYS_FILE, MANIFEST_FILE, "pca.png", "cosine_hist.png"]
     manifest = report.to_json()
     manifest["jsd"] = (
-        "matrix-based JSD in nats; rows L2-normalised; C = Z^T Z / trace (vittle_cli/inspect/metrics.py)"
+        "matrix-based JSD in nats; rows L2-normalised; C = Z^T Z / trace (vittle_cli/model/repr_metrics.py)"
     )
     manifest["pooling"] = "mean over non-padding visual (image-token) / text positions, per question"
     write_json(out_dir / MANIFEST_FILE, manifest)
