@@ -166,3 +166,15 @@ def test_lbwild_with_a_tiny_local_hf_judge(tmp_path, capsys):
     assert block["unparseable"] == 4 and block["relative_score"]["mean"] is None
     assert len((out / "judgments.jsonl").read_text().splitlines()) == 4
     assert "n/a" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_inspect_embeddings_accepts_an_open_ended_suite(tmp_path):
+    root, out = make_lbcoco(tmp_path), tmp_path / "emb"
+    args = ["inspect", "embeddings", "--model", "builtin:tiny-llava", "--suite", "lbcoco-shift", "--data-root",
+            str(root), "--variants", "snow@3", "--variants", "keyboard@3", "--out", str(out)]  # fmt: skip
+    assert run_cli(args) == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert len(manifest["question_ids"]) == 6
+    names = {m["variant"] for m in manifest["metrics"]}
+    assert names == {"snow@3", "keyboard@3"}

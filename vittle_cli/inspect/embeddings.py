@@ -97,6 +97,29 @@ def _load_models(
     return loaded
 
 
+def _load_data(suite):
+    from vittle_cli.data.shift import load_suite_data
+    from vittle_cli.data.shift.openended import load_openended_suite
+
+    return load_openended_suite(suite) if suite.is_openended else load_suite_data(suite)
+
+
+def _queries(suite, variant, limit: int | None, data) -> list[Query]:
+    """The variant's prompts as the eval asks them (POPE-style or open-ended suites alike)."""
+    from vittle_cli.data.shift import suite_questions
+    from vittle_cli.data.shift.openended import variant_questions
+    from vittle_cli.data.shift.questions import limit_items
+
+    if suite.is_openended:
+        items = limit_items(data.items, limit)
+        return [
+            Query(it.question_id, img, text)
+            for it, img, text in variant_questions(suite, variant, data, items)
+        ]
+    qs = suite_questions(suite, variant, limit_per_split=limit, data=data)
+    return [Query(q.question_id, q.image, q.text) for q in qs]
+
+
 def run_inspect_embeddings(
     model: str,
     suite: str,
@@ -126,7 +149,7 @@ def run_inspect_embeddings(
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from vittle_cli.data.shift import load_suite, load_suite_data, suite_questions
+    from vittle_cli.data.shift import load_suite
     from vittle_cli.model.capture import pooled_states
 
     the_suite = load_suite(suite)
@@ -148,7 +171,7 @@ def run_inspect_embeddings(
         raise UsageError(f"{out_dir} already holds an embeddings analysis; pass --overwrite or another --out")
 
     models = _load_models(model, compare, base, dtype, device, layer)
-    data = load_suite_data(the_suite)
+    data = _load_data(the_suite)
     arrays: dict[str, np.ndarray] = {}
     question_ids: list[str] = []
     all_variants = [clean_variant, *chosen]
@@ -158,8 +181,8 @@ def run_inspect_embeddings(
     ) as progress:  # fmt: skip
         task = progress.add_task("encoding", total=None)
         for vi, variant in enumerate(all_variants):
-            qs = suite_questions(the_suite, variant, limit_per_split=limit, data=data)
-            ids = [q.question_id for q in qs]
+            queries = _queries(the_suite, variant, limit, data)
+            ids = [q.question_id for q in queries]
             if vi == 0:
                 question_ids = ids
                 progress.update(task, total=len(ids) * len(all_variants) * len(models))
@@ -167,7 +190,6 @@ def run_inspect_embeddings(
                 raise UsageError(
                     f"variant {variant.name} yields other questions than clean; check the suite data"
                 )
-            queries = [Query(q.question_id, q.image, q.text) for q in qs]
             for m in models:
                 progress.update(task, description=f"{m['tag']}: {variant.name}")
                 pooled = pooled_states(
