@@ -90,6 +90,13 @@ def test_lbcoco_shift_with_api_judge_then_rerun_makes_no_request(tmp_path, monke
     captured = capsys.readouterr()
     assert KEY not in captured.out + captured.err
 
+    assert (
+        run_cli(["eval", "compare", str(out), str(out / "results.json"), "--out", str(tmp_path / "cmp")]) == 0
+    )
+    cmp = json.loads((tmp_path / "cmp" / "compare.json").read_text())
+    assert cmp["metric"] == "relative_score" and cmp["values"][1][0] == pytest.approx(0.75)
+    assert cmp["group_values"][0][cmp["groups"].index("visual")] == pytest.approx(0.75)
+
     port = int(server.url.rsplit(":", 1)[1].split("/")[0])  # the same endpoint: the judge id includes it
     with ChatServer(default=_reply, port=port) as again:
         assert run_cli(_args(suite, root, out, again.url, "--overwrite")) == 0

@@ -145,7 +145,11 @@ def eval_compare(
         ..., help="results.json files or eval folders; the first is the reference."
     ),
     out: Path = typer.Option(None, "--out", "-o", help="Also write compare.json and compare.png here."),
-    metric: str = typer.Option("f1", "--metric", help="accuracy, precision, recall, f1 or yes_ratio."),
+    metric: str = typer.Option(
+        "f1",
+        "--metric",
+        help="accuracy, precision, recall, f1, yes_ratio or relative_score (default for LLM-judged suites).",
+    ),
 ) -> None:
     """Compare evals side by side: per variant and group mean, with deltas against the first.
 
