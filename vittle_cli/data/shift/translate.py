@@ -69,12 +69,30 @@ def translate_lang(spec_name: str) -> str | None:
     return lang if spec_name.startswith("translate_") and lang in LANGUAGES else None
 
 
+_OPENED: dict[str, tuple[tuple[int, int] | None, TranslationStore]] = {}
+
+
+def _current_store() -> TranslationStore:
+    """The default store, reread only when its file changed (a suite perturbs many questions)."""
+    from vittle_cli.model.builtin import cache_root
+
+    path = cache_root() / STORE
+    stat = path.stat() if path.is_file() else None
+    stamp = (stat.st_mtime_ns, stat.st_size) if stat else None
+    cached = _OPENED.get(str(path))
+    if cached is None or cached[0] != stamp:
+        cached = (stamp, TranslationStore(path))
+        _OPENED[str(path)] = cached
+    return cached[1]
+
+
 def _translated(lang: str):
     def perturb(text: str, rate: int, seed: int) -> str:
-        found = TranslationStore().get(lang, text)
+        store = _current_store()
+        found = store.get(lang, text)
         if found is None:
             raise DataError(
-                f"no {LANGUAGES[lang]} translation of {text[:60]!r} in {TranslationStore().path}; "
+                f"no {LANGUAGES[lang]} translation of {text[:60]!r} in {store.path}; "
                 "vittle eval makes it once through the judge backend (pass --judge)"
             )
         return found
