@@ -185,3 +185,22 @@ def test_inspect_embeddings_accepts_an_open_ended_suite(tmp_path):
     assert len(manifest["question_ids"]) == 6
     names = {m["variant"] for m in manifest["metrics"]}
     assert names == {"snow@3", "keyboard@3"}
+
+
+@pytest.mark.parametrize("break_it", ["rule", "reference"])
+def test_bad_input_is_one_line_before_any_model_work(tmp_path, capsys, break_it):
+    root = make_lbcoco(tmp_path)
+    if break_it == "rule":
+        rules = json.loads((root / "rule.json").read_text())
+        del rules["detail"]
+        (root / "rule.json").write_text(json.dumps(rules))
+    else:
+        lines = (root / "qa90_gpt4_answer.jsonl").read_text().splitlines()
+        (root / "qa90_gpt4_answer.jsonl").write_text("\n".join(lines[1:]) + "\n")
+    out = tmp_path / "out"
+    code = run_cli(["eval", "--suite", "lbcoco", "--model", "builtin:tiny-llava", "--data-root", str(root),
+                    "--judge", "hf:unused", "--out", str(out)])  # fmt: skip
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code in (1, 2) and len(err) == 1 and "Traceback" not in err[0]
+    assert ("no rule for detail" if break_it == "rule" else "no reference answer") in err[0]
+    assert not (out / "predictions.jsonl").exists()
