@@ -103,14 +103,19 @@ def run_openended_eval(
         limit=limit, max_new_tokens=max_new_tokens, seconds=time.time() - started,
         computed=computed, requests={"translations": translated, "judgments": requests}, shift=shift,
     )  # fmt: skip
+    write_outputs(results, out, [cache.path, judgments.path], console)
+    return results
+
+
+def write_outputs(results: dict, out: Path, caches: list[Path], console) -> None:
+    """results.json and results.png, and the table on the console."""
     from vittle_cli.eval.openended_report import plot_rp, print_rp_table
-    from vittle_cli.eval.runner import CHART
+    from vittle_cli.eval.runner import CHART, RESULTS
 
     write_json(out / RESULTS, results)
     plot_rp(results, out / CHART)
     print_rp_table(results, console)
-    console.print(f"wrote {out / RESULTS}, {out / CHART}, {cache.path}, {judgments.path}")
-    return results
+    console.print(f"wrote {out / RESULTS}, {out / CHART}, " + ", ".join(str(c) for c in caches))
 
 
 def translate_questions(suite, items, judge, console) -> int:
