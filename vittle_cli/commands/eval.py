@@ -6,6 +6,8 @@ from pathlib import Path
 
 import typer
 
+from vittle_cli.commands.options import Base, BatchSize, Device, Dtype, ModelRef, PopeRoot
+
 eval_app = typer.Typer(
     invoke_without_command=True,
     no_args_is_help=False,
@@ -19,26 +21,20 @@ def eval_run(
     suite: str = typer.Option(
         None, "--suite", "-s", help="Suite name (see --list-suites) or a suite .yaml file."
     ),
-    model: str = typer.Option(
-        None, "--model", "-m", help="Run dir, model dir, adapter dir, hub name or builtin:tiny-llava."
-    ),
+    model: ModelRef = None,
     out: Path = typer.Option(None, "--out", "-o", help="Output folder (default: evals/<model>/<suite>)."),
-    batch_size: int = typer.Option(16, "--batch-size", help="Sequences per forward pass."),
+    batch_size: BatchSize = 16,
     limit: int = typer.Option(None, "--limit", help="Only the first N questions of each split."),
-    device: str = typer.Option("cpu", "--device", help="torch device, e.g. cuda, cuda:1, cpu."),
-    dtype: str = typer.Option("float32", "--dtype", help="float32, bfloat16 or float16."),
+    device: Device = "auto",
+    dtype: Dtype = "auto",
     max_new_tokens: int = typer.Option(
         None, "--max-new-tokens", help="Answer length cap (default: the suite's)."
     ),
     overwrite: bool = typer.Option(
         False, "--overwrite", help="Redo a finished eval in --out (cached answers are reused)."
     ),
-    base: str = typer.Option(
-        None, "--base", help="Base model of a PEFT adapter, if its config does not name one."
-    ),
-    pope_root: Path = typer.Option(
-        None, "--pope-root", help="POPE folder in LLaVA layout (fills ${pope_root})."
-    ),
+    base: Base = None,
+    pope_root: PopeRoot = None,
     questions: Path = typer.Option(None, "--questions", help="POPE question file (llava_pope_test.jsonl)."),
     labels_dir: Path = typer.Option(
         None, "--labels-dir", help="Folder of coco_pope_<split>.json label files."

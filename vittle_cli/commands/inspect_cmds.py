@@ -7,6 +7,8 @@ from pathlib import Path
 
 import typer
 
+from vittle_cli.commands.options import Base, BatchSize, Device, Dtype, PopeRoot
+
 _MODEL_HELP = "Run dir, checkpoint, merged/HF model dir, PEFT adapter dir, hub name or builtin:tiny-llava."
 
 
@@ -43,15 +45,11 @@ def inspect_embeddings(
     variants: list[str] = typer.Option(
         None, "--variants", help="Shifted variants to analyse (repeat the option; default: all of the suite)."
     ),
-    batch_size: int = typer.Option(8, "--batch-size", help="Sequences per forward pass."),
-    device: str = typer.Option("cpu", "--device", help="torch device, e.g. cuda, cpu."),
-    dtype: str = typer.Option("float32", "--dtype", help="float32, bfloat16 or float16."),
-    base: str = typer.Option(
-        None, "--base", help="Base model of a PEFT adapter, if its config does not name one."
-    ),
-    pope_root: Path = typer.Option(
-        None, "--pope-root", help="POPE folder in LLaVA layout (fills ${pope_root})."
-    ),
+    batch_size: BatchSize = 8,
+    device: Device = "auto",
+    dtype: Dtype = "auto",
+    base: Base = None,
+    pope_root: PopeRoot = None,
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an earlier analysis in --out."),
     data_root: Path = typer.Option(
         None,
@@ -98,15 +96,11 @@ def inspect_bottleneck(
         None, "--suite", "-s", help="Suite whose clean questions to use (default: shapes)."
     ),
     limit: int = typer.Option(4, "--limit", help="First N clean questions of each split."),
-    batch_size: int = typer.Option(8, "--batch-size", help="Sequences per forward pass."),
-    device: str = typer.Option("cpu", "--device", help="torch device, e.g. cuda, cpu."),
-    dtype: str = typer.Option("float32", "--dtype", help="float32, bfloat16 or float16."),
-    base: str = typer.Option(
-        None, "--base", help="Base model of a PEFT adapter, if its config does not name one."
-    ),
-    pope_root: Path = typer.Option(
-        None, "--pope-root", help="POPE folder in LLaVA layout (fills ${pope_root})."
-    ),
+    batch_size: BatchSize = 8,
+    device: Device = "auto",
+    dtype: Dtype = "auto",
+    base: Base = None,
+    pope_root: PopeRoot = None,
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON instead of tables."),
 ) -> None:
     """Posterior statistics of the bottleneck per modality: sigma, KL per token, clamped share, alpha, layers.

@@ -189,8 +189,8 @@ def run_inspect_bottleneck(
     suite: str | None = None,
     limit: int | None = 4,
     batch_size: int = 8,
-    device: str = "cpu",
-    dtype: str = "float32",
+    device: str = "auto",
+    dtype: str = "auto",
     base: str | None = None,
     data_vars: dict[str, str] | None = None,
 ) -> BottleneckReport:
