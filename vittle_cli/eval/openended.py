@@ -11,6 +11,7 @@ The judge sees the clean question for every variant, as the reference protocol h
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -81,7 +82,9 @@ def run_openended_eval(
         )
     data = load_openended_suite(suite)  # validates every file before any model or judge work
     items = limit_items(data.items, limit)
-    judge = judge or make_judge(judge_spec, judge_options or JudgeOptions(device=device))
+    # a local judge runs where the model does (`device` is resolved, never "auto")
+    options = dataclasses.replace(judge_options or JudgeOptions(), device=device)
+    judge = judge or make_judge(judge_spec, options)
     runs = judge_runs or judge.default_runs
     started = time.time()
     translated = translate_questions(suite, items, judge, console)
@@ -103,6 +106,7 @@ def run_openended_eval(
         limit=limit, max_new_tokens=max_new_tokens, seconds=time.time() - started,
         computed=computed, requests={"translations": translated, "judgments": requests}, shift=shift,
     )  # fmt: skip
+    results.update(device=device, dtype=dtype)  # what this invocation ran on (auto resolved)
     write_outputs(results, out, [cache.path, judgments.path], console)
     return results
 
