@@ -53,7 +53,7 @@ def run_compare(paths: list[str], *, out: Path | None = None, metric: str = "f1"
     if len(paths) < 2:
         raise UsageError("compare needs at least two results.json files or eval folders")
     docs = [read_results(p) for p in paths]
-    if metric == "f1" and all(d.get("task") == "openended" for d in docs):
+    if metric == "f1" and all((d.get("task") or {}).get("name") == "openended" for d in docs):
         metric = "relative_score"  # the LLM-judged suites' score (RP), higher is better
     if metric not in ("accuracy", "precision", "recall", "f1", "yes_ratio", "relative_score"):
         raise UsageError(

@@ -19,6 +19,15 @@ from pathlib import Path
 from vittle_cli.errors import UsageError
 from vittle_cli.fileio import write_json
 
+# What results.json says about how its metrics read (the shape the POPE family's results use too).
+TASK_INFO = {
+    "name": "openended",
+    "metric_keys": ["relative_score", "relative_score_std", "unparseable", "judgments", "n"],
+    "primary_metric": "relative_score",
+    "secondary_metric": None,
+    "columns": [["RP", "relative_score", True], ["unparseable", "unparseable", False]],
+    "options": {},
+}
 JUDGMENTS_NOTE = (
     "judge prompt: LLaVA eval_gpt_review_visual.py / _bench.py layout ([Context] / [Question] / "
     "[Assistant 1] = reference / [Assistant 2] = model / [System] = rule.json entry); the judge never sees "
@@ -245,7 +254,7 @@ def assemble_results(suite, model, data, items, jobs, judge_id, runs, judgments,
     return {
         "suite": {"name": suite.name, "description": suite.description, "seed": suite.seed,
                   "data": suite.model_dump(mode="json")["data"]},
-        "task": "openended",
+        "task": TASK_INFO,
         "model": str(model),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "versions": versions(),
