@@ -11,6 +11,8 @@ from vittle_cli.errors import UsageError
 
 VITTLE_FILES = ("vittle_config.json", "vittle_bottleneck.safetensors")
 _CKPT = re.compile(r"^checkpoint-(\d+)$")
+# Peak GPU memory fields of metrics.jsonl rows (written on CUDA only, by train's PeakMemoryCallback).
+MEMORY_FIELDS = ("max_mem_allocated_gib", "max_mem_reserved_gib")
 
 
 @dataclass
@@ -29,6 +31,7 @@ class RunReport:
     last_metrics: dict | None = None
     n_metric_rows: int = 0
     loss_png: str | None = None
+    peak_memory_gib: dict | None = None  # max over the run of each MEMORY_FIELDS value; None if not measured
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -122,10 +125,21 @@ def run_inspect_run(run: str, out: str | None = None) -> RunReport:
         report.n_metric_rows = len(rows)
         with_loss = [r for r in rows if r.get("loss") is not None]
         report.last_metrics = (with_loss or rows or [None])[-1]
+        report.peak_memory_gib = peak_memory(rows)
         if rows:
             png = Path(out).expanduser() / "loss.png" if out else run_dir / "inspect" / "loss.png"
             report.loss_png = str(plot_metrics(metrics, png))
     return report
+
+
+def peak_memory(rows: list[dict]) -> dict | None:
+    """The run's peak allocated / reserved GPU memory (GiB) over all metrics rows; None when never measured."""
+    peaks = {
+        key: max(values)
+        for key in MEMORY_FIELDS
+        if (values := [r[key] for r in rows if isinstance(r.get(key), (int, float))])
+    }
+    return peaks or None
 
 
 def render_run_report(report: RunReport, console) -> None:
@@ -168,6 +182,10 @@ def render_run_report(report: RunReport, console) -> None:
         console.print(last)
     else:
         console.print("no metrics.jsonl rows yet")
+    if report.peak_memory_gib:
+        allocated = report.peak_memory_gib.get("max_mem_allocated_gib")
+        reserved = report.peak_memory_gib.get("max_mem_reserved_gib")
+        console.print(f"peak GPU memory per device: {allocated} GiB allocated, {reserved} GiB reserved")
     if report.loss_png:
         console.print(f"loss curve: {report.loss_png}")
 

@@ -195,9 +195,11 @@ def parameter_groups(shapes: ModelShapes, s: PlanSettings) -> list[ParamGroup]:
     return groups
 
 
-def _model_state_rows(shapes: ModelShapes, s: PlanSettings) -> tuple[dict[str, float], float]:
-    """Per-device bytes of weights / gradients / optimizer states / step temporaries, and CPU bytes."""
-    groups = parameter_groups(shapes, s)
+def model_state_rows(
+    groups: list[ParamGroup], s: PlanSettings, largest_layer: int
+) -> tuple[dict[str, float], float]:
+    """Per-device bytes of weights / gradients / optimizer states (/ step temporaries, DDP buckets) of
+    `groups`, and the bytes offloaded to CPU memory. `largest_layer`: parameters of the largest module."""
     weights = sum(g.count * g.weight_bytes for g in groups)
     trained = [g for g in groups if g.trainable]
     n_trained = sum(g.count for g in trained)
@@ -211,7 +213,7 @@ def _model_state_rows(shapes: ModelShapes, s: PlanSettings) -> tuple[dict[str, f
             rows["DDP gradient buckets"] = grads
         return rows, 0.0
     S = optimizer_state_bytes(s.optimizer, 4)  # DeepSpeed keeps fp32 master weights
-    largest = 4.0 * shapes.largest_layer_params()
+    largest = 4.0 * largest_layer
     offloaded = n_trained * (4 + 4 + S)
     if s.zero_stage in (1, 2):
         if s.offload_optimizer:
@@ -296,7 +298,8 @@ def usable_bytes(capacity: int) -> float:
 
 def plan_memory(shapes: ModelShapes, s: PlanSettings, capacity: int | None = None) -> MemoryPlan:
     """The memory plan of `s` on a model of `shapes`, compared with `capacity` bytes when given."""
-    rows, cpu = _model_state_rows(shapes, s)
+    groups = parameter_groups(shapes, s)
+    rows, cpu = model_state_rows(groups, s, shapes.largest_layer_params())
     rows = {k: v for k, v in rows.items() if v} | activation_rows(shapes, s)
     plan = MemoryPlan(rows=rows, cpu_bytes=cpu, settings=s, shapes_source=shapes.source, capacity=capacity)
     return plan
