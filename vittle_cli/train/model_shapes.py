@@ -193,7 +193,7 @@ _VICUNA_7B = {"hidden_size": 4096, "intermediate_size": 11008, "num_hidden_layer
 _VICUNA_13B = {"hidden_size": 5120, "intermediate_size": 13824, "num_hidden_layers": 40,
                "num_attention_heads": 40, "num_key_value_heads": 40, "vocab_size": 32000}  # fmt: skip
 _CLIP_L_336 = {"model_type": "clip_vision_model", "hidden_size": 1024, "intermediate_size": 4096,
-               "num_hidden_layers": 24, "image_size": 336, "patch_size": 14}  # fmt: skip
+               "num_hidden_layers": 24, "num_attention_heads": 16, "image_size": 336, "patch_size": 14}  # fmt: skip
 KNOWN_CONFIGS: dict[str, dict[str, Any]] = {
     # llava-hf adds <image> and a pad token: vocab 32064.
     "llava-hf/llava-1.5-7b-hf": {"model_type": "llava", "image_seq_length": 576,
