@@ -43,7 +43,7 @@ def llava_config(name: str):
 def component_counts(config) -> dict[str, int]:
     from transformers import LlavaForConditionalGeneration
 
-    from vittle_cli.model.load import component_of
+    from vittle_cli.model.components import component_of
 
     with torch.device("meta"):
         model = LlavaForConditionalGeneration(config)

@@ -148,7 +148,7 @@ class ParamGroup:
 
 
 def lora_params(shapes: ModelShapes, s: PlanSettings) -> int:
-    """r x (in + out) for every linear LoRA wraps (model/load.py lora_target_modules)."""
+    """r x (in + out) for every linear LoRA wraps (model/prepare.py lora_target_modules)."""
     per_layer = {}
     if "language_model" in s.lora_targets or s.lora_modules:
         wanted = s.lora_modules or tuple(shapes.text.linear_shapes())

@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-# The decoder's linears per layer, as LoRA targets them (model/load.py LM_LORA_SUFFIXES).
+# The decoder's linears per layer, as LoRA targets them (model/prepare.py LM_LORA_SUFFIXES).
 ATTENTION_LINEARS = ("q_proj", "k_proj", "v_proj", "o_proj")
 MLP_LINEARS = ("gate_proj", "up_proj", "down_proj")
 
