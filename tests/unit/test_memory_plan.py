@@ -103,12 +103,16 @@ def test_model_states_equal_deepspeeds_estimators(stage, offload_opt, offload_pa
     from deepspeed.runtime.zero.stage_1_and_2 import estimate_zero2_model_states_mem_needs
 
     params, largest = 7_000_000_000, 131_334_144
-    s = PlanSettings(zero_stage=stage, offload_optimizer=offload_opt, offload_params=offload_params, world_size=gpus)
+    s = PlanSettings(
+        zero_stage=stage, offload_optimizer=offload_opt, offload_params=offload_params, world_size=gpus
+    )
     rows, _ = model_state_rows([ParamGroup("all", params, 2, True)], s, largest)
     if stage == 2:
         _, expected = estimate_zero2_model_states_mem_needs(params, gpus, 1, offload_opt)
     else:
-        _, expected, _ = estimate_zero3_model_states_mem_needs(params, largest, gpus, 1, offload_opt, offload_params)
+        _, expected, _ = estimate_zero3_model_states_mem_needs(
+            params, largest, gpus, 1, offload_opt, offload_params
+        )
     assert sum(rows.values()) == pytest.approx(expected, rel=1e-9)
 
 
@@ -123,7 +127,9 @@ def test_zero_paper_figure_1():
     psi, nd = 7.5e9, 64
     group = [ParamGroup("all", int(psi), 4, True)]
     baseline, _ = model_state_rows(group, PlanSettings(weight_bytes=4), 0)  # fp32 weights, torch AdamW
-    assert (baseline["weights"] + baseline["gradients"] + baseline["optimizer states"]) / 1e9 == pytest.approx(120)
+    assert (
+        baseline["weights"] + baseline["gradients"] + baseline["optimizer states"]
+    ) / 1e9 == pytest.approx(120)
     group = [ParamGroup("all", int(psi), 2, True)]
     zero2, _ = model_state_rows(group, PlanSettings(zero_stage=2, world_size=nd), 0)
     assert (sum(zero2.values()) - 4 * psi / nd) / 1e9 == pytest.approx(16.6, abs=0.05)
@@ -139,7 +145,9 @@ def test_qlora_paper_bits_per_parameter():
     shapes = known_shapes("llava-hf/llava-1.5-7b-hf")
     groups = parameter_groups(shapes, PlanSettings(mode="qlora"))
     quantised = next(g for g in groups if "quantised" in g.name)
-    assert quantised.count * quantised.weight_bytes == pytest.approx(shapes.text.linear_params() * 4.127 / 8, rel=1e-4)
+    assert quantised.count * quantised.weight_bytes == pytest.approx(
+        shapes.text.linear_params() * 4.127 / 8, rel=1e-4
+    )
 
 
 def test_eight_bit_optimizer_states_are_a_quarter():
@@ -172,7 +180,9 @@ def test_activation_rows_by_hand():
     assert lora["activations: decoder"] - rows["activations: decoder"] == tokens * 3 * (6 * 8 + 16)
     trained_tower = activation_rows(shapes, PlanSettings(batch=2, seq_len=5, train_vision_tower=True))
     per_token = 2 * 2 * 4 + 16 * 4 + 6 * 8  # 2 layers' inputs + one layer recomputed
-    assert trained_tower["activations: projector / vision tower"] == 2 * 4 * (2 * 4 + 4 * 8) + 2 * 4 * per_token
+    assert (
+        trained_tower["activations: projector / vision tower"] == 2 * 4 * (2 * 4 + 4 * 8) + 2 * 4 * per_token
+    )
 
 
 def test_modes_order_as_they_should():

@@ -124,7 +124,9 @@ def test_missing_packages_fail_with_the_fix(monkeypatch):
         economy_training_args(load_recipe("tiny", ["train.liger_kernels=true"]).train)
     with pytest.raises(VittleError, match="pip install bitsandbytes"):
         economy_training_args(load_recipe("tiny", ["train.optimizer=paged_adamw_8bit"]).train)
-    args = economy_training_args(load_recipe("tiny", ["train.optimizer=adafactor", "train.torch_compile=true"]).train)
+    args = economy_training_args(
+        load_recipe("tiny", ["train.optimizer=adafactor", "train.torch_compile=true"]).train
+    )
     assert args == {"optim": "adafactor", "torch_compile": True, "use_liger_kernel": False}
 
 
@@ -160,7 +162,10 @@ def test_peak_memory_rows_and_inspect_run(tmp_path):
     (run / "config.yaml").write_text("model: {name: builtin:tiny-llava}\n")
     rows = [{**row, "step": 1, "max_mem_allocated_gib": 4.0}, {**row, "step": 2}]
     (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    assert run_inspect_run(str(run)).peak_memory_gib == {"max_mem_allocated_gib": 4.0, "max_mem_reserved_gib": 3.0}
+    assert run_inspect_run(str(run)).peak_memory_gib == {
+        "max_mem_allocated_gib": 4.0,
+        "max_mem_reserved_gib": 3.0,
+    }
     (run / "metrics.jsonl").write_text(json.dumps({"step": 1, "loss": 1.0}) + "\n")
     assert run_inspect_run(str(run)).peak_memory_gib is None
 

@@ -51,7 +51,12 @@ CONTEXT_BYTES = int(0.75 * GIB)
 FRAGMENTATION = 0.10
 # Bits per quantised weight, quantisation constants included (QLoRA paper, section 3: a float32 absmax per
 # 64 weights is 0.5 bits; double quantisation makes it 8/64 + 32/(64*256) = 0.127 bits).
-QUANT_BITS = {(4, True): 4 + 8 / 64 + 32 / (64 * 256), (4, False): 4 + 32 / 64, (8, True): 8.0, (8, False): 8.0}
+QUANT_BITS = {
+    (4, True): 4 + 8 / 64 + 32 / (64 * 256),
+    (4, False): 4 + 32 / 64,
+    (8, True): 8.0,
+    (8, False): 8.0,
+}
 
 
 def optimizer_state_bytes(optimizer: str, weight_bytes: int) -> float:
@@ -257,7 +262,9 @@ def activation_rows(shapes: ModelShapes, s: PlanSettings) -> dict[str, float]:
         vision += image_tokens * shapes.image_tokens * (2 * v.hidden + 4 * d)
     if s.train_vision_tower:
         per_layer = 16 * v.hidden + 6 * v.intermediate
-        per_token = (v.layers * 2 * v.hidden + per_layer) if s.gradient_checkpointing else v.layers * per_layer
+        per_token = (
+            (v.layers * 2 * v.hidden + per_layer) if s.gradient_checkpointing else v.layers * per_layer
+        )
         vision += image_tokens * v.patches * per_token
     if vision:
         rows["activations: projector / vision tower"] = vision
@@ -332,7 +339,9 @@ def _alternatives(s: PlanSettings) -> list[tuple[list[str], PlanSettings]]:
         out.append((["train.lora.enabled=true"], replace(s, mode="lora")))
     if s.mode != "qlora":
         overrides = ["train.lora.enabled=true", "train.qlora.enabled=true", "train.deepspeed=null"]
-        out.append((overrides, replace(s, mode="qlora", zero_stage=0, offload_optimizer=False, offload_params=False)))
+        out.append(
+            (overrides, replace(s, mode="qlora", zero_stage=0, offload_optimizer=False, offload_params=False))
+        )
     return out
 
 

@@ -27,7 +27,7 @@ def peak_memory_gib(reduce_max=None) -> dict[str, float] | None:
     if reduce_max is not None:
         peaks = reduce_max(peaks)
     torch.cuda.reset_peak_memory_stats()
-    return {name: round(float(v) / GIB, 4) for name, v in zip(MEMORY_FIELDS, peaks.tolist())}
+    return {name: round(float(v) / GIB, 4) for name, v in zip(MEMORY_FIELDS, peaks.tolist(), strict=True)}
 
 
 def _all_ranks_max(tensor):

@@ -17,7 +17,13 @@ from vittle_cli.train.memory import (
     suggest,
     usable_bytes,
 )
-from vittle_cli.train.model_shapes import ModelShapes, composed_shapes, known_shapes, shapes_from_config
+from vittle_cli.train.model_shapes import (
+    KNOWN_CONFIGS,
+    ModelShapes,
+    composed_shapes,
+    known_shapes,
+    shapes_from_config,
+)
 
 
 def _local_config(name: str, revision: str | None = None):
@@ -27,7 +33,9 @@ def _local_config(name: str, revision: str | None = None):
     from vittle_cli.model.builtin import resolve_model_source
 
     try:
-        return AutoConfig.from_pretrained(resolve_model_source(name), revision=revision, local_files_only=True)
+        return AutoConfig.from_pretrained(
+            resolve_model_source(name), revision=revision, local_files_only=True
+        )
     except (OSError, ValueError):
         return None
 
@@ -41,10 +49,7 @@ def shapes_for_recipe(recipe) -> ModelShapes:
     m = recipe.model
     if m.compose is not None:
         names = (m.compose.language_model, m.compose.vision_tower)
-        configs = [_local_config(n) for n in names]
-        from vittle_cli.train.model_shapes import KNOWN_CONFIGS
-
-        configs = [c if c is not None else KNOWN_CONFIGS.get(n) for c, n in zip(configs, names)]
+        configs = [_local_config(n) or KNOWN_CONFIGS.get(n) for n in names]
         if any(c is None for c in configs):
             raise ValueError(f"no config for {' / '.join(names)} in the local cache (and not a known model)")
         return composed_shapes(*configs, source=f"the configs of {' + '.join(names)}")
@@ -161,6 +166,8 @@ def render_memory_plan(plan: MemoryPlan, console) -> None:
     for line in plan.suggestions:
         console.print(f"fits instead with: {escape(line)}", highlight=False)
     if plan.capacity is not None and not plan.fits and not plan.suggestions:
-        console.print("nothing vittle can change fits this GPU: use more GPUs (--nproc-per-node) or a larger one")
+        console.print(
+            "nothing vittle can change fits this GPU: use more GPUs (--nproc-per-node) or a larger one"
+        )
     for note in plan.notes:
         console.print(f"[yellow]note:[/] {escape(note)}")

@@ -86,7 +86,14 @@ class VisionShapes:
 
     def linear_shapes(self) -> dict[str, tuple[int, int]]:
         d, i = self.hidden, self.intermediate
-        return {"q_proj": (d, d), "k_proj": (d, d), "v_proj": (d, d), "out_proj": (d, d), "fc1": (d, i), "fc2": (i, d)}
+        return {
+            "q_proj": (d, d),
+            "k_proj": (d, d),
+            "v_proj": (d, d),
+            "out_proj": (d, d),
+            "fc1": (d, i),
+            "fc2": (i, d),
+        }
 
 
 @dataclass(frozen=True)
