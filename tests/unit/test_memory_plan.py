@@ -171,8 +171,11 @@ def test_activation_rows_by_hand():
     layer = 26 * 8 + 8 * 16
     assert rows["activations: decoder"] == tokens * (3 * 2 * 8 + layer + 6 * 8)
     assert rows["activations: logits and loss"] == tokens * 12 * 10
-    assert rows["activations: bottleneck"] == tokens * 32 * 8
+    assert rows["activations: bottleneck"] == tokens * 22 * 8
     assert rows["activations: projector / vision tower"] == 2 * 4 * (2 * 4 + 4 * 8)
+    fp32 = activation_rows(shapes, PlanSettings(batch=2, seq_len=5, compute_bytes=4))
+    assert fp32["activations: decoder"] == 2 * rows["activations: decoder"]
+    assert fp32["activations: logits and loss"] == rows["activations: logits and loss"]
     no_ckpt = activation_rows(shapes, PlanSettings(batch=2, seq_len=5, gradient_checkpointing=False))
     assert no_ckpt["activations: decoder"] == tokens * (3 * layer + 6 * 8)
     # LoRA with dropout on the decoder: 3 bytes per input element of q, k, v, o, gate, up (d) and down (i).

@@ -28,13 +28,17 @@ Under DeepSpeed ZeRO (G = world size, S as above for fp32 master weights), DeepS
 Activations (bytes per token of a micro-batch of B samples x T tokens, 16-bit compute; d = hidden,
 i = MLP width, V = vocabulary, L = decoder layers):
 - one decoder layer keeps 26 d + 8 i (RMSNorm float32 inputs, q/k/v, rotated q/k, attention output,
-  SwiGLU gate/up/product; SDPA keeps no score matrix); LoRA with dropout adds 3 bytes per input element
-  of each adapted linear (dropout mask + 16-bit copy).
+  SwiGLU gate/up/product; SDPA keeps no score matrix); LoRA with dropout adds 3 bytes per input element of
+  each adapted linear (the dropout's 16-bit output and CUDA's bool mask).
+- autocast's 16-bit copies of float32 weights: 2 bytes per trained float32 parameter (+ QLoRA's lm_head).
 - gradient checkpointing: L x 2d (each layer's input) + one layer recomputed; otherwise L x one layer.
-- final norm 6 d; the bottleneck's two posterior nets, sampling and float32 KL 32 d; the loss's logits
+- final norm 6 d; the bottleneck's two posterior nets, sampling and float32 KL 22 d; the loss's logits
   12 V (float32 upcast, log-softmax and its gradient).
+  (tests/unit/test_memory_activations.py checks the layer, checkpointing, LoRA and bottleneck terms against
+  the tensors autograd really saves.)
 - projector (when it trains): 2 d_v + 4 d per image token; a trained vision tower: 16 d_v + 6 i_v per
   image token and layer (checkpointed like the decoder).
+- plain fp32 compute (train.precision=fp32) doubles all but the logits term.
 """
 
 from __future__ import annotations
@@ -90,6 +94,7 @@ class PlanSettings:
     bottleneck: bool = True
     learnable_prior: bool = False
     lora_r: int = 128
+    lora_alpha: int = 256
     lora_targets: tuple[str, ...] = ("language_model",)
     lora_modules: tuple[str, ...] | None = None
     lora_dropout: float = 0.05
@@ -105,6 +110,7 @@ class PlanSettings:
     seq_len: int = 2048
     images_per_sample: int = 1
     gradient_checkpointing: bool = True
+    compute_bytes: int = 2  # 2 under bf16/fp16 mixed precision, 4 in plain fp32
 
     @classmethod
     def from_recipe(cls, recipe, ds_config: dict | None = None, world_size: int = 1) -> PlanSettings:
@@ -119,12 +125,15 @@ class PlanSettings:
         return cls(
             mode=mode,
             weight_bytes=weight_bytes,
+            # auto = bf16 where CUDA supports it: the plan is for the GPU run
+            compute_bytes=4 if t.precision == "fp32" else 2,
             train_vision_tower=m.train_vision_tower,
             train_projector=m.train_projector,
             train_language_model=m.train_language_model,
             bottleneck=recipe.bottleneck.enabled,
             learnable_prior=recipe.bottleneck.prior == "L",
             lora_r=t.lora.r,
+            lora_alpha=t.lora.alpha,
             lora_targets=tuple(t.lora.targets),
             lora_modules=tuple(t.lora.modules) if t.lora.modules else None,
             lora_dropout=t.lora.dropout,
@@ -247,15 +256,18 @@ def activation_rows(shapes: ModelShapes, s: PlanSettings) -> dict[str, float]:
     layer = 26 * d + 8 * i
     lm_adapted = s.mode != "full" and ("language_model" in s.lora_targets or s.lora_modules)
     if lm_adapted and s.lora_dropout > 0:
+        # Per input element of each adapted linear: the dropout's 16-bit output (2) and CUDA's bool mask (1);
+        # without dropout the adapter's matmul saves the very input the base layer saves.
         wanted = s.lora_modules or tuple(t.linear_shapes())
         layer += 3 * sum(a for k, (a, _) in t.linear_shapes().items() if k in wanted)
     decoder = (L * 2 * d + layer) if s.gradient_checkpointing else L * layer
+    scale = s.compute_bytes / 2  # the per-token counts above are for 16-bit compute
     rows = {
-        "activations: decoder": tokens * (decoder + 6 * d),
+        "activations: decoder": scale * tokens * (decoder + 6 * d),
         "activations: logits and loss": tokens * 12.0 * t.vocab,
     }
     if s.bottleneck:
-        rows["activations: bottleneck"] = tokens * 32.0 * d
+        rows["activations: bottleneck"] = scale * tokens * 22.0 * d
     image_tokens = s.batch * s.images_per_sample
     vision = 0.0
     if s.train_projector:
@@ -267,8 +279,19 @@ def activation_rows(shapes: ModelShapes, s: PlanSettings) -> dict[str, float]:
         )
         vision += image_tokens * v.patches * per_token
     if vision:
-        rows["activations: projector / vision tower"] = vision
+        rows["activations: projector / vision tower"] = scale * vision
     return rows
+
+
+def autocast_copy_bytes(shapes: ModelShapes, groups: list[ParamGroup], s: PlanSettings) -> float:
+    """16-bit copies autocast makes of float32 weights and keeps through the forward: cached for trained
+    leaves (LoRA adapters, and under QLoRA the bottleneck and projector), saved for backward for the frozen
+    float32 lm_head of QLoRA. None in plain fp32 compute or under DeepSpeed (all weights 16-bit there)."""
+    if s.compute_bytes != 2 or s.zero_stage:
+        return 0.0
+    trained_fp32 = sum(g.count for g in groups if g.trainable and g.weight_bytes == 4)
+    lm_head = shapes.text.lm_head_params() if s.mode == "qlora" else 0
+    return 2.0 * (trained_fp32 + lm_head)
 
 
 @dataclass
@@ -308,6 +331,8 @@ def plan_memory(shapes: ModelShapes, s: PlanSettings, capacity: int | None = Non
     groups = parameter_groups(shapes, s)
     rows, cpu = model_state_rows(groups, s, shapes.largest_layer_params())
     rows = {k: v for k, v in rows.items() if v} | activation_rows(shapes, s)
+    if copies := autocast_copy_bytes(shapes, groups, s):
+        rows["16-bit copies of float32 weights"] = copies
     plan = MemoryPlan(rows=rows, cpu_bytes=cpu, settings=s, shapes_source=shapes.source, capacity=capacity)
     return plan
 
@@ -330,9 +355,10 @@ def _alternatives(s: PlanSettings) -> list[tuple[list[str], PlanSettings]]:
         )
     if s.optimizer not in ("adamw_8bit", "paged_adamw_8bit", "adafactor", "sgd"):
         out.append((["train.optimizer=paged_adamw_8bit"], replace(s, optimizer="paged_adamw_8bit")))
-    if s.zero_stage < 3 and s.world_size > 1:
+    # QLoRA stays off DeepSpeed here: 4-bit weights and parameter offload do not mix.
+    if s.zero_stage < 3 and s.world_size > 1 and s.mode != "qlora":
         out.append((["train.deepspeed=zero3"], replace(s, zero_stage=3)))
-    if not s.offload_optimizer:
+    if not s.offload_optimizer and s.mode != "qlora":
         offloaded = replace(s, zero_stage=3, offload_optimizer=True, offload_params=True)
         out.append((["train.deepspeed=zero3_offload"], offloaded))
     if s.mode == "full":
@@ -342,6 +368,12 @@ def _alternatives(s: PlanSettings) -> list[tuple[list[str], PlanSettings]]:
         out.append(
             (overrides, replace(s, mode="qlora", zero_stage=0, offload_optimizer=False, offload_params=False))
         )
+    if s.mode != "full" and s.lora_r > 16:
+        # alpha halves with r: the adapters' scale alpha / r stays as the recipe set it
+        halved = [f"train.lora.r={s.lora_r // 2}", f"train.lora.alpha={max(s.lora_alpha // 2, 1)}"]
+        out.append((halved, replace(s, lora_r=s.lora_r // 2, lora_alpha=max(s.lora_alpha // 2, 1))))
+    if s.seq_len > 512:  # shorter samples change what the model learns from: the last resort
+        out.append(([f"data.max_length={s.seq_len // 2}"], replace(s, seq_len=s.seq_len // 2)))
     return out
 
 
