@@ -9,7 +9,7 @@ import torch
 from vittle_cli.train.memory import PlanSettings, activation_rows, lora_params
 from vittle_cli.train.model_shapes import ModelShapes, TextShapes, VisionShapes
 
-D, I, V, T, B = 256, 688, 500, 128, 2
+D, MLP, V, T, B = 256, 688, 500, 128, 2  # hidden, MLP width, vocabulary, tokens, batch
 
 
 def saved_bytes(run) -> int:
@@ -31,7 +31,7 @@ def llama_saved_per_token(layers: int, checkpointing: bool, lora: bool = False) 
     from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(0)
-    config = LlamaConfig(hidden_size=D, intermediate_size=I, num_hidden_layers=layers, num_attention_heads=4,
+    config = LlamaConfig(hidden_size=D, intermediate_size=MLP, num_hidden_layers=layers, num_attention_heads=4,
                          num_key_value_heads=4, vocab_size=V, attn_implementation="sdpa")  # fmt: skip
     model = LlamaForCausalLM(config).to(torch.bfloat16).train()
     if checkpointing:
@@ -42,7 +42,9 @@ def llama_saved_per_token(layers: int, checkpointing: bool, lora: bool = False) 
         targets = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
         # No dropout here: on CPU its mask is a float32 tensor, where CUDA keeps a bool (the plan counts CUDA's
         # 3 bytes per input element; test_activation_rows_by_hand checks that term's arithmetic).
-        model = get_peft_model(model, LoraConfig(r=8, lora_alpha=16, lora_dropout=0.0, target_modules=targets))
+        model = get_peft_model(
+            model, LoraConfig(r=8, lora_alpha=16, lora_dropout=0.0, target_modules=targets)
+        )
     ids = torch.randint(0, V, (B, T))
 
     def run():
@@ -54,8 +56,10 @@ def llama_saved_per_token(layers: int, checkpointing: bool, lora: bool = False) 
 
 
 def plan_decoder_per_token(layers: int, checkpointing: bool, lora: bool = False) -> float:
-    text = TextShapes(hidden=D, intermediate=I, layers=layers, heads=4, kv_heads=4, vocab=V)
-    shapes = ModelShapes(text, VisionShapes(hidden=8, intermediate=8, layers=1, image_size=8, patch_size=4), 4)
+    text = TextShapes(hidden=D, intermediate=MLP, layers=layers, heads=4, kv_heads=4, vocab=V)
+    shapes = ModelShapes(
+        text, VisionShapes(hidden=8, intermediate=8, layers=1, image_size=8, patch_size=4), 4
+    )
     s = PlanSettings(batch=B, seq_len=T, gradient_checkpointing=checkpointing, bottleneck=False,
                      mode="lora" if lora else "full", lora_r=8, lora_dropout=0.0)  # fmt: skip
     per_token = activation_rows(shapes, s)["activations: decoder"] / (B * T)
