@@ -122,6 +122,8 @@ def memory_plan_for_recipe(
     plan = plan_memory(shapes, settings, capacity=capacity)
     plan.device = device
     plan.deepspeed_estimate = deepspeed_estimate(shapes, settings)
+    if settings.zero_stage and world_size == 1:
+        plan.notes.append("planned for 1 process: add --nproc-per-node N to see the per-GPU plan of N GPUs")
     if plan.capacity is not None and not plan.fits:
         plan.suggestions = suggest(shapes, settings, plan.capacity)
     elif plan.capacity is None and not plan.fits_cards():
