@@ -121,7 +121,10 @@ class PlanSettings:
         else:  # model/load.py resolve_dtype: bf16 -> bfloat16, fp16/fp32 -> float32, auto -> bf16 on a GPU
             weight_bytes = 4 if t.precision in ("fp16", "fp32") else 2
         zero = (ds_config or {}).get("zero_optimization", {}) or {}
-        offload = lambda key: (zero.get(key) or {}).get("device", "none") not in ("none", None)  # noqa: E731
+
+        def offload(key: str) -> bool:
+            return (zero.get(key) or {}).get("device", "none") not in ("none", None)
+
         return cls(
             mode=mode,
             weight_bytes=weight_bytes,
@@ -335,69 +338,3 @@ def plan_memory(shapes: ModelShapes, s: PlanSettings, capacity: int | None = Non
         rows["16-bit copies of float32 weights"] = copies
     plan = MemoryPlan(rows=rows, cpu_bytes=cpu, settings=s, shapes_source=shapes.source, capacity=capacity)
     return plan
-
-
-def _alternatives(s: PlanSettings) -> list[tuple[list[str], PlanSettings]]:
-    """One-change alternatives to `s`, cheapest first, as (recipe overrides, settings)."""
-    from dataclasses import replace
-
-    out: list[tuple[list[str], PlanSettings]] = []
-    if not s.gradient_checkpointing:
-        out.append((["train.gradient_checkpointing=true"], replace(s, gradient_checkpointing=True)))
-    if s.batch > 1:
-        batch = max(s.batch // 2, 1) if s.batch > 2 else 1
-        accumulation = s.accumulation * s.batch // batch
-        out.append(
-            (
-                [f"train.per_device_batch_size={batch}", f"train.gradient_accumulation_steps={accumulation}"],
-                replace(s, batch=batch, accumulation=accumulation),
-            )
-        )
-    if s.optimizer not in ("adamw_8bit", "paged_adamw_8bit", "adafactor", "sgd"):
-        out.append((["train.optimizer=paged_adamw_8bit"], replace(s, optimizer="paged_adamw_8bit")))
-    # QLoRA stays off DeepSpeed here: 4-bit weights and parameter offload do not mix.
-    if s.zero_stage < 3 and s.world_size > 1 and s.mode != "qlora":
-        out.append((["train.deepspeed=zero3"], replace(s, zero_stage=3)))
-    if not s.offload_optimizer and s.mode != "qlora":
-        offloaded = replace(s, zero_stage=3, offload_optimizer=True, offload_params=True)
-        out.append((["train.deepspeed=zero3_offload"], offloaded))
-    if s.mode == "full":
-        out.append((["train.lora.enabled=true"], replace(s, mode="lora")))
-    if s.mode != "qlora":
-        overrides = ["train.lora.enabled=true", "train.qlora.enabled=true", "train.deepspeed=null"]
-        out.append(
-            (overrides, replace(s, mode="qlora", zero_stage=0, offload_optimizer=False, offload_params=False))
-        )
-    if s.mode != "full" and s.lora_r > 16:
-        # alpha halves with r: the adapters' scale alpha / r stays as the recipe set it
-        halved = [f"train.lora.r={s.lora_r // 2}", f"train.lora.alpha={max(s.lora_alpha // 2, 1)}"]
-        out.append((halved, replace(s, lora_r=s.lora_r // 2, lora_alpha=max(s.lora_alpha // 2, 1))))
-    if s.seq_len > 512:  # shorter samples change what the model learns from: the last resort
-        out.append(([f"data.max_length={s.seq_len // 2}"], replace(s, seq_len=s.seq_len // 2)))
-    return out
-
-
-def suggest(shapes: ModelShapes, s: PlanSettings, capacity: int, limit: int = 3) -> list[str]:
-    """What would fit on a GPU of `capacity` bytes instead: single changes that fit, else the first
-    combination (changes applied in order, cheapest first) that does."""
-    usable = usable_bytes(capacity)
-    fitting = []
-    for overrides, alt in _alternatives(s):
-        total = plan_memory(shapes, alt).total
-        if total <= usable:
-            fitting.append(f"{' '.join(overrides)} ({total / GIB:.1f} GiB)")
-    if fitting:
-        return fitting[:limit]
-    combined: list[str] = []
-    current = s
-    for _ in range(16):  # each round applies the cheapest change left (batch halving takes several)
-        options = _alternatives(current)
-        if not options:
-            break
-        overrides, current = options[0]
-        combined = [o for o in combined if o.split("=")[0] not in {x.split("=")[0] for x in overrides}]
-        combined += overrides
-        total = plan_memory(shapes, current).total
-        if total <= usable:
-            return [f"{' '.join(combined)} ({total / GIB:.1f} GiB)"]
-    return []
