@@ -66,6 +66,8 @@ def build_training_arguments(recipe, run_dir: Path, ds_config: dict | None, worl
     import torch
     from transformers import TrainingArguments
 
+    from vittle_cli.train.optim import economy_training_args
+
     t, o = recipe.train, recipe.output
     report_to = [r for r in o.report_to if r not in ("tensorboard", "none")]
     return TrainingArguments(
@@ -102,6 +104,7 @@ def build_training_arguments(recipe, run_dir: Path, ds_config: dict | None, worl
         # parameters LLaVA never uses (post_layernorm), which plain DDP would otherwise reject.
         ddp_find_unused_parameters=None,
         **_precision_flags(t.precision),
+        **economy_training_args(t),
     )
 
 
@@ -243,8 +246,16 @@ def run_train(
     if world.is_main:
         logger.info(report.summary())
 
+    from vittle_cli.train.memory_callbacks import BottleneckInOptimizerCallback, PeakMemoryCallback
+
     progress = RichProgressCallback(console=console)
-    callbacks = [MetricsJsonlCallback(run_dir / METRICS_FILE), progress]
+    # PeakMemoryCallback first: it adds its fields to the log row the others write.
+    callbacks = [
+        PeakMemoryCallback(),
+        MetricsJsonlCallback(run_dir / METRICS_FILE),
+        progress,
+        BottleneckInOptimizerCallback(),
+    ]
     if (bottleneck := get_bottleneck(model)) is not None:
         callbacks.insert(0, AlphaCallback(bottleneck.config))
     if "tensorboard" in recipe.output.report_to and (tb := _tensorboard_callback(run_dir)) is not None:
