@@ -173,7 +173,7 @@ def _probe_inputs(processor):
 
     grid = np.indices((64, 64)).sum(axis=0) % 256
     image = Image.fromarray(np.stack([grid, grid[::-1], 255 - grid], axis=-1).astype("uint8"))
-    from vittle_cli.data.prompt import render_query_prompt
+    from vittle_cli.model.prompt import render_query_prompt
 
     prompt = render_query_prompt(processor, "Describe the image.", has_image=True)
     return processor(images=[image], text=[prompt], return_tensors="pt")

@@ -22,8 +22,9 @@ def _print_json(obj: dict) -> None:
     typer.echo(json.dumps(obj, indent=2, default=str))
 
 
-def _data_vars(pope_root: Path | None) -> dict[str, str] | None:
-    return {"pope_root": str(pope_root)} if pope_root else None
+def _data_vars(pope_root: Path | None, data_root: Path | None = None) -> dict[str, str] | None:
+    found = {k: str(v) for k, v in (("pope_root", pope_root), ("data_root", data_root)) if v}
+    return found or None
 
 
 def inspect_embeddings(
@@ -50,6 +51,11 @@ def inspect_embeddings(
     base: Base = None,
     pope_root: PopeRoot = None,
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an earlier analysis in --out."),
+    data_root: Path = typer.Option(
+        None,
+        "--data-root",
+        help="Folder of an LLM-judged suite's files, e.g. lbcoco-shift (fills ${data_root}).",
+    ),
 ) -> None:
     """Representation shift at the bottleneck layer: clean vs shifted queries, before and after the bottleneck.
 
@@ -78,7 +84,7 @@ def inspect_embeddings(
         device=device,
         dtype=dtype,
         base=base,
-        data_vars=_data_vars(pope_root),
+        data_vars=_data_vars(pope_root, data_root),
         overwrite=overwrite,
     )
     render_embeddings_report(report, _console())

@@ -89,6 +89,7 @@ def _record(variant: str, group: str, q: SuiteQuestion, answer: str) -> dict:
     }
 
 
+# long: the public entry point; its keyword options mirror `vittle eval`'s flags one per line.
 def run_eval(
     suite: str | Suite,
     model: str,
@@ -107,6 +108,10 @@ def run_eval(
     generate: Callable | None = None,
     load_model: Callable | None = None,
     console=None,
+    judge: str | None = None,
+    judge_runs: int | None = None,
+    judge_options=None,
+    judge_backend=None,
 ) -> dict:
     """Evaluate `model` on `suite`; write results.json, predictions.jsonl and results.png into `out`.
 
@@ -116,6 +121,8 @@ def run_eval(
         limit: the first N questions of each split.
         data_vars / pope_files: fill `${var}` placeholders / replace the POPE paths of the suite.
         generate, load_model: replace generate_answers / load_vittle_model (tests, other engines).
+        judge, judge_runs, judge_options, judge_backend: the LLM judge of the open-ended suites
+            (vittle_cli.eval.openended); judge_backend is a ready judge object (tests).
     Returns:
         The results document (also written to results.json).
     Raises:
@@ -135,6 +142,15 @@ def run_eval(
             f"{out / RESULTS} exists (a finished eval); pass --overwrite to redo it "
             "(cached answers are reused) or choose another --out"
         )
+    if suite.is_openended:
+        from vittle_cli.eval.openended import run_openended_eval
+
+        return run_openended_eval(
+            suite, model, out=out, judge_spec=judge, judge_runs=judge_runs, judge_options=judge_options,
+            judge=judge_backend, batch_size=batch_size, limit=limit, device=device, dtype=dtype,
+            max_new_tokens=max_new_tokens, overwrite=overwrite, base=base, cache_dir=cache_dir,
+            generate=generate, load_model=load_model, console=console,
+        )  # fmt: skip
     data = load_suite_data(suite)  # validates every file before any model work
     for w in data.report.warnings:
         console.print(f"[yellow]warning:[/] {w}")

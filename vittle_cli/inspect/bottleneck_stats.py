@@ -15,9 +15,9 @@ from dataclasses import asdict, dataclass, field
 import torch
 
 from vittle_cli.errors import ModelError
-from vittle_cli.inspect.capture import MODALITIES, Query, encode_batch
 from vittle_cli.model.attach import attached_layers, get_bottleneck, image_token_ids
 from vittle_cli.model.bottleneck import clamp_logvar_ste, gaussian_kl
+from vittle_cli.model.capture import MODALITIES, Query, encode_batch
 
 _BINS = 4000
 QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)

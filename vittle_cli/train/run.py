@@ -66,6 +66,8 @@ def build_training_arguments(recipe, run_dir: Path, ds_config: dict | None, worl
     import torch
     from transformers import TrainingArguments
 
+    from vittle_cli.train.optim import economy_training_args
+
     t, o = recipe.train, recipe.output
     report_to = [r for r in o.report_to if r not in ("tensorboard", "none")]
     return TrainingArguments(
@@ -102,6 +104,7 @@ def build_training_arguments(recipe, run_dir: Path, ds_config: dict | None, worl
         # parameters LLaVA never uses (post_layernorm), which plain DDP would otherwise reject.
         ddp_find_unused_parameters=None,
         **_precision_flags(t.precision),
+        **economy_training_args(t),
     )
 
 
@@ -191,6 +194,7 @@ def run_train(
     from vittle_cli.data import DataCollator, build_train_dataset
     from vittle_cli.model.load import load_model_for_recipe
     from vittle_cli.plots import plot_metrics
+    from vittle_cli.train.callbacks import RichProgressCallback
     from vittle_cli.train.deepspeed import zero_stage
     from vittle_cli.train.trainer import VittleTrainer
 
@@ -206,7 +210,7 @@ def run_train(
         logger.info(report.summary())
 
     callbacks = _callbacks(model, recipe, run_dir, console)
-    progress = callbacks[-1]
+    progress = next(c for c in callbacks if isinstance(c, RichProgressCallback))
     trainer = VittleTrainer(
         model=model,
         args=args,
@@ -281,16 +285,23 @@ def _start_run(recipe, recipe_path, resume, overwrite, command, world: WorldInfo
 
 
 def _callbacks(model, recipe, run_dir: Path, console) -> list:
-    """Alpha schedule (when the bottleneck is on), metrics.jsonl, TensorBoard, and the progress display last."""
+    """Alpha schedule (when the bottleneck is on), peak memory, metrics.jsonl, progress, TensorBoard."""
     from vittle_cli.model.attach import get_bottleneck
     from vittle_cli.train.callbacks import AlphaCallback, MetricsJsonlCallback, RichProgressCallback
+    from vittle_cli.train.memory_callbacks import BottleneckInOptimizerCallback, PeakMemoryCallback
 
-    callbacks = [MetricsJsonlCallback(run_dir / METRICS_FILE)]
+    # PeakMemoryCallback first: it adds its fields to the log row the others write.
+    callbacks = [
+        PeakMemoryCallback(),
+        MetricsJsonlCallback(run_dir / METRICS_FILE),
+        RichProgressCallback(console=console),
+        BottleneckInOptimizerCallback(),
+    ]
     if (bottleneck := get_bottleneck(model)) is not None:
         callbacks.insert(0, AlphaCallback(bottleneck.config))
     if "tensorboard" in recipe.output.report_to and (tb := _tensorboard_callback(run_dir)) is not None:
         callbacks.append(tb)
-    return [*callbacks, RichProgressCallback(console=console)]
+    return callbacks
 
 
 def _checkpoint_step(checkpoint: Path) -> int:
