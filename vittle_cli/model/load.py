@@ -16,7 +16,7 @@ from torch import nn
 
 from vittle_cli.errors import ModelError, UsageError
 from vittle_cli.model.compose import compose_llava
-from vittle_cli.model.device import TORCH_DTYPES
+from vittle_cli.model.device import TORCH_DTYPES, resolve_device, resolve_dtype_name
 from vittle_cli.model.prepare import prepare_for_training
 from vittle_cli.model.quantize import quantization_config, quantization_skip_modules
 from vittle_cli.model.reference import trainable_source
@@ -35,7 +35,7 @@ def resolve_dtype(model_dtype: str, precision: str = "auto") -> torch.dtype:
         return torch.bfloat16
     if precision in ("fp16", "fp32"):
         return torch.float32
-    return torch.bfloat16 if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else torch.float32
+    return TORCH_DTYPES[resolve_dtype_name("auto", resolve_device("auto"))]  # as --dtype auto decides
 
 
 def load_model_for_recipe(recipe: Recipe, *, device_map: Any = None) -> tuple[nn.Module, Any]:
