@@ -159,13 +159,16 @@ def load_model_for_recipe(recipe: Recipe, *, device_map: Any = None) -> tuple[nn
 
 
 def _load_pretrained(recipe: Recipe, dtype: torch.dtype, device_map: Any) -> tuple[nn.Module, Any]:
-    from transformers import AutoConfig, AutoModelForImageTextToText, AutoProcessor
+    from transformers import AutoConfig, AutoModelForImageTextToText
+
+    from vittle_cli.model.families import load_processor, require_supported
 
     m, qlora = recipe.model, recipe.train.qlora
     source = _checked_source(m.name)
     hub = {"revision": m.revision, "trust_remote_code": m.trust_remote_code}
     try:
         config = AutoConfig.from_pretrained(source, **hub)
+        require_supported(config)
         kwargs: dict[str, Any] = {"dtype": dtype, **hub}
         if m.attn_implementation:
             kwargs["attn_implementation"] = m.attn_implementation
@@ -177,7 +180,7 @@ def _load_pretrained(recipe: Recipe, dtype: torch.dtype, device_map: Any) -> tup
                 # A quantised model cannot be moved after loading: place it on this rank's GPU now.
                 device_map = {"": int(os.environ.get("LOCAL_RANK", 0))}
         model = AutoModelForImageTextToText.from_pretrained(source, device_map=device_map, **kwargs)
-        processor = AutoProcessor.from_pretrained(source, **hub)
+        processor = load_processor(source, **hub)
     except OSError as e:
         raise ModelError(
             f"cannot load model {m.name!r}: {str(e).splitlines()[0]} (check model.name: a hub name, a local "

@@ -46,9 +46,9 @@ def _skeleton(recipe):
             model = apply_lora(model, recipe)
     processor = None
     try:
-        from transformers import AutoProcessor
+        from vittle_cli.model.families import load_processor
 
-        processor = AutoProcessor.from_pretrained(processor_source, **hub)
+        processor = load_processor(processor_source, **hub)
     except (OSError, ValueError):
         pass
     return model, processor
