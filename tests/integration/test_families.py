@@ -219,3 +219,11 @@ def test_an_unsupported_family_is_refused_naming_the_tested_ones(tmp_path):
 
     with pytest.raises(ModelError, match="LLaVA-1.5, Qwen2-VL, Qwen2.5-VL"):
         families.require_supported(Idefics3Config())
+
+
+def test_the_support_list_is_exactly_the_tested_families(capsys):
+    assert [f.name for f in families.FAMILIES] == [e["family"] for e in EXPECTED.values()]
+    assert run_cli(["env"]) == 0
+    out = capsys.readouterr().out
+    for family in families.FAMILIES:
+        assert f"  {family.name}: tested with {family.tested_with}" in out

@@ -1,6 +1,6 @@
 """The model families vittle supports: exactly those tested end to end with their published files.
 
-tests/unit/test_families.py runs each family here through render -> attach -> train -> save -> reload ->
+tests/integration/test_families.py runs each family here through render -> attach -> train -> save -> reload ->
 merge -> eval (fast path) -> generate, on a small random model built from the family's published config,
 tokenizer, processor and chat template (tests/fixtures/models/README.md names the checkpoints). Adding a
 family means adding its fixture and an entry here; anything else is refused with the list below.
