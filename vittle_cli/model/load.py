@@ -105,7 +105,7 @@ def _load_pretrained(recipe: Recipe, dtype: torch.dtype, device_map: Any) -> tup
     except ValueError as e:  # e.g. a text-only model, which AutoModelForImageTextToText does not map
         raise ModelError(
             f"cannot load model {m.name!r}: {str(e).splitlines()[0]} (vittle trains image-text-to-text models "
-            "such as LLaVA-1.5, LLaVA-NeXT and Qwen2-VL; build one from parts with model.compose)"
+            "such as LLaVA-1.5, Qwen2-VL and Qwen2.5-VL; build one from parts with model.compose)"
         ) from e
     if qlora.enabled:
         from peft import prepare_model_for_kbit_training
