@@ -39,6 +39,9 @@ QUESTION = "Is there a red circle in the image?\nAnswer the question using a sin
 # dropped); Qwen2-VL's smart resize takes 64 px to 56 px -> 4 x 4 patches, 2 x 2 merged -> 4 tokens.
 EXPECTED = {
     "llava15": {"family": "LLaVA-1.5", "image_token_id": 32000, "image_tokens": 576, "labelled": "Yes"},
+    # anyres: 64x64 picks the 336x672 grid -> 576 base tokens + the 24x48 grid unpadded to 24x24 (576)
+    # + one newline token per row (24) = 1176
+    "llava_next": {"family": "LLaVA-NeXT", "image_token_id": 32000, "image_tokens": 1176, "labelled": "Yes"},
     "qwen2_vl": {
         "family": "Qwen2-VL",
         "image_token_id": 151655,
@@ -142,7 +145,7 @@ def _edit_template(folder: Path, old: str, new: str) -> None:
 def _mutated_copy(folder: Path, dest: Path, name: str, what: str) -> Path:
     shutil.copytree(folder, dest)
     if what in TEMPLATE_MUTATIONS:
-        _edit_template(dest, *TEMPLATE_MUTATIONS[what]["llava15" if name == "llava15" else "qwen"])
+        _edit_template(dest, *TEMPLATE_MUTATIONS[what]["qwen" if name.startswith("qwen") else "llava15"])
     else:  # the config names a neighbouring token as the image token
         config = json.loads((dest / "config.json").read_text())
         key = "image_token_index" if "image_token_index" in config else "image_token_id"
@@ -211,7 +214,7 @@ def test_train_save_merge_reload_eval_and_generate(family_dir, tmp_path):
             "train.per_device_batch_size=2",
             "train.logging_steps=1",
             "data.limit=4",
-            "data.max_length=1024",
+            "data.max_length=2048",
             "bottleneck.layer_v=1",
             "bottleneck.layer_t=2",
             f"output.dir={tmp_path}",
@@ -246,7 +249,7 @@ def test_train_save_merge_reload_eval_and_generate(family_dir, tmp_path):
 def test_an_unsupported_family_is_refused_naming_the_tested_ones(tmp_path):
     from transformers import Idefics3Config
 
-    with pytest.raises(ModelError, match="LLaVA-1.5, Qwen2-VL, Qwen2.5-VL"):
+    with pytest.raises(ModelError, match="LLaVA-1.5, LLaVA-NeXT, Qwen2-VL, Qwen2.5-VL"):
         families.require_supported(Idefics3Config())
 
 

@@ -37,6 +37,17 @@ FAMILIES: tuple[Family, ...] = (
         ),
     ),
     Family(
+        "LLaVA-NeXT",
+        ("llava_next",),
+        "llava-hf/llava-v1.6-vicuna-7b-hf layout: config and anyres processor settings reconstructed from the "
+        "published values, LLaVA-1.5's Vicuna tokenizer and chat template",
+        gaps=(
+            "its own published files were not in the tests' sources (the Mistral and 34B variants' "
+            "tokenizers and [INST] template are untested)",
+            "the LLaVA-1.5 template gap (no </s> after answers) applies",
+        ),
+    ),
+    Family(
         "Qwen2-VL",
         ("qwen2_vl",),
         "Qwen/Qwen2-VL-2B (config, tokenizer, processor) + Qwen2-VL-2B-Instruct chat template",
