@@ -42,8 +42,8 @@ FAMILIES: tuple[Family, ...] = (
         "llava-hf/llava-v1.6-vicuna-7b-hf layout: config and anyres processor settings reconstructed from the "
         "published values, LLaVA-1.5's Vicuna tokenizer and chat template",
         gaps=(
-            "its own published files were not in the tests' sources (the Mistral and 34B variants' "
-            "tokenizers and [INST] template are untested)",
+            "its own published files were not in the tests' sources (the Mistral, 34B and LLaMA-3-8B "
+            "variants' tokenizers and templates are untested)",
             "the LLaVA-1.5 template gap (no </s> after answers) applies",
         ),
     ),
