@@ -21,6 +21,7 @@ def _skeleton(recipe):
     import torch
     from transformers import AutoConfig, AutoModelForImageTextToText
 
+    from vittle_cli.model.families import require_supported
     from vittle_cli.model.prepare import prepare_for_training
 
     m = recipe.model
@@ -29,6 +30,7 @@ def _skeleton(recipe):
     source = processor_source = m.name
     hub = {"revision": m.revision, "trust_remote_code": m.trust_remote_code}
     config = AutoConfig.from_pretrained(source, **hub)
+    require_supported(config)
     with torch.device("meta"):
         model = AutoModelForImageTextToText.from_config(config, trust_remote_code=m.trust_remote_code)
         model = prepare_for_training(model, recipe)
