@@ -42,6 +42,14 @@ EXPECTED = {
     # anyres: 64x64 picks the 336x672 grid -> 576 base tokens + the 24x48 grid unpadded to 24x24 (576)
     # + one newline token per row (24) = 1176
     "llava_next": {"family": "LLaVA-NeXT", "image_token_id": 32000, "image_tokens": 1176, "labelled": "Yes"},
+    # longest edge 64 -> 2048 (the processor's size), split into 4 x 4 tiles of 512 + 1 global view,
+    # 64 tokens each (image_seq_len) = 17 x 64 = 1088
+    "idefics3": {
+        "family": "Idefics3 / SmolVLM",
+        "image_token_id": 49190,
+        "image_tokens": 1088,
+        "labelled": "Yes<end_of_utterance>",
+    },
     "qwen2_vl": {
         "family": "Qwen2-VL",
         "image_token_id": 151655,
@@ -89,7 +97,10 @@ def check_rendering(name: str, folder: Path) -> str:
     ids, labels = tensors["input_ids"], tensors["labels"]
     at = (ids == config.image_token_id).nonzero().flatten().tolist()
     assert len(at) == expected["image_tokens"], f"{len(at)} image tokens, expected {expected['image_tokens']}"
-    assert at == list(range(at[0], at[0] + len(at))), "image tokens are not one block"
+    # one image span: image tokens, and (Idefics3's tiles) added marker tokens and row newlines between them
+    added = set(processor.tokenizer.get_added_vocab().values())
+    between = [t for t in ids[at[0] : at[-1] + 1].tolist() if t not in added]
+    assert processor.tokenizer.decode(between).strip() == "", "text inside the image span"
     labelled = (labels != IGNORE_INDEX).nonzero().flatten().tolist()
     decoded = processor.tokenizer.decode(ids[labelled], skip_special_tokens=False)
     assert decoded.strip() == expected["labelled"], f"labels decode to {decoded!r}"
@@ -116,16 +127,25 @@ def test_published_files_render_as_the_family_must(family_dir):
 
 
 # (old, new) inside the chat template string, per family ("qwen" for both Qwen families).
+_LLAVA = {
+    "generation_prompt": ("'ASSISTANT:'", "'Assistant:'"),
+    "layout": ("'<image>\n'", "'<image> '"),
+}
+_QWEN = {
+    "generation_prompt": ("<|im_start|>assistant\n{% endif %}", "<|im_start|>assistant {% endif %}"),
+    "layout": ("You are a helpful assistant.", "You are a helpful assistant!"),
+}
+# family -> mutation -> (old, new) inside the chat template string. "generation_prompt": the prompt no
+# longer matches how an answered turn starts, so answers cannot be located; "layout": a prompt that still
+# renders consistently, but not as the family's, which only the golden snapshot sees.
 TEMPLATE_MUTATIONS = {
-    # the generation prompt no longer matches how an answered turn starts: answers cannot be located
-    "generation_prompt": {
-        "llava15": ("'ASSISTANT:'", "'Assistant:'"),
-        "qwen": ("<|im_start|>assistant\n{% endif %}", "<|im_start|>assistant {% endif %}"),
-    },
-    # a prompt that still renders consistently, but not as the family's: only the golden snapshot sees it
-    "layout": {
-        "llava15": ("'<image>\n'", "'<image> '"),
-        "qwen": ("You are a helpful assistant.", "You are a helpful assistant!"),
+    "llava15": _LLAVA,
+    "llava_next": _LLAVA,
+    "qwen2_vl": _QWEN,
+    "qwen2_5_vl": _QWEN,
+    "idefics3": {
+        "generation_prompt": ("{{ 'Assistant:' }}", "{{ 'Assistant :' }}"),
+        "layout": ("{{':'}}{% else %}", "{{' :'}}{% else %}"),
     },
 }
 
@@ -144,8 +164,8 @@ def _edit_template(folder: Path, old: str, new: str) -> None:
 
 def _mutated_copy(folder: Path, dest: Path, name: str, what: str) -> Path:
     shutil.copytree(folder, dest)
-    if what in TEMPLATE_MUTATIONS:
-        _edit_template(dest, *TEMPLATE_MUTATIONS[what]["qwen" if name.startswith("qwen") else "llava15"])
+    if what in TEMPLATE_MUTATIONS[name]:
+        _edit_template(dest, *TEMPLATE_MUTATIONS[name][what])
     else:  # the config names a neighbouring token as the image token
         config = json.loads((dest / "config.json").read_text())
         key = "image_token_index" if "image_token_index" in config else "image_token_id"
@@ -247,14 +267,14 @@ def test_train_save_merge_reload_eval_and_generate(family_dir, tmp_path):
 
 
 def test_an_unsupported_family_is_refused_naming_the_tested_ones(tmp_path):
-    from transformers import Idefics3Config
+    from transformers import LlavaOnevisionConfig
 
-    with pytest.raises(ModelError, match="LLaVA-1.5, LLaVA-NeXT, Qwen2-VL, Qwen2.5-VL"):
-        families.require_supported(Idefics3Config())
+    with pytest.raises(ModelError, match="LLaVA-1.5, LLaVA-NeXT, Qwen2-VL, Qwen2.5-VL, Idefics3 / SmolVLM"):
+        families.require_supported(LlavaOnevisionConfig())
 
 
 def test_the_support_list_is_exactly_the_tested_families(capsys):
-    assert [f.name for f in families.FAMILIES] == [e["family"] for e in EXPECTED.values()]
+    assert sorted(f.name for f in families.FAMILIES) == sorted(e["family"] for e in EXPECTED.values())
     assert run_cli(["env"]) == 0
     out = capsys.readouterr().out
     for family in families.FAMILIES:

@@ -67,6 +67,18 @@ FAMILIES: tuple[Family, ...] = (
         ),
     ),
 )
+FAMILIES += (
+    Family(
+        "Idefics3 / SmolVLM",
+        ("idefics3",),
+        "HuggingFaceTB/SmolVLM-256M-Instruct",
+        decoder="text_model",
+        gaps=(
+            "a small image is upscaled to the processor's longest edge (2048) and split into 4 x 4 tiles + "
+            "1 global view: 1088 image tokens for any image up to 512 px, so sequences are long",
+        ),
+    ),
+)
 # Processor classes whose video half needs torchvision; without it vittle builds the image half only.
 _IMAGE_ONLY = {"qwen2_vl": "Qwen2VLProcessor", "qwen2_5_vl": "Qwen2_5_VLProcessor"}
 
