@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vittle_cli.errors import UsageError
+from vittle_cli.layout import FINAL_DIR, LOSS_PLOT, METRICS_FILE, STAGING_DIR
 from vittle_cli.train.plan import WorldInfo
 from vittle_cli.train.rundir import (
-    STAGING_DIR,
     prepare_run_dir,
     resolve_resume,
     run_dir_for,
@@ -66,6 +66,8 @@ def build_training_arguments(recipe, run_dir: Path, ds_config: dict | None, worl
     import torch
     from transformers import TrainingArguments
 
+    from vittle_cli.train.optim import economy_training_args
+
     t, o = recipe.train, recipe.output
     report_to = [r for r in o.report_to if r not in ("tensorboard", "none")]
     return TrainingArguments(
@@ -102,6 +104,7 @@ def build_training_arguments(recipe, run_dir: Path, ds_config: dict | None, worl
         # parameters LLaVA never uses (post_layernorm), which plain DDP would otherwise reject.
         ddp_find_unused_parameters=None,
         **_precision_flags(t.precision),
+        **economy_training_args(t),
     )
 
 
@@ -235,7 +238,7 @@ def run_train(
                 ),
             )
             if checkpoint is not None:
-                truncate_metrics(run_dir / "metrics.jsonl", _checkpoint_step(checkpoint))
+                truncate_metrics(run_dir / METRICS_FILE, _checkpoint_step(checkpoint))
 
     set_seed(recipe.train.seed)  # the bottleneck's initial weights come from this seed
     model, processor = load_model_for_recipe(recipe)
@@ -243,8 +246,16 @@ def run_train(
     if world.is_main:
         logger.info(report.summary())
 
+    from vittle_cli.train.memory_callbacks import BottleneckInOptimizerCallback, PeakMemoryCallback
+
     progress = RichProgressCallback(console=console)
-    callbacks = [MetricsJsonlCallback(run_dir / "metrics.jsonl"), progress]
+    # PeakMemoryCallback first: it adds its fields to the log row the others write.
+    callbacks = [
+        PeakMemoryCallback(),
+        MetricsJsonlCallback(run_dir / METRICS_FILE),
+        progress,
+        BottleneckInOptimizerCallback(),
+    ]
     if (bottleneck := get_bottleneck(model)) is not None:
         callbacks.insert(0, AlphaCallback(bottleneck.config))
     if "tensorboard" in recipe.output.report_to and (tb := _tensorboard_callback(run_dir)) is not None:
@@ -267,8 +278,8 @@ def run_train(
         if world.is_main:  # a checkpoint interrupted mid-write never got its final name
             shutil.rmtree(run_dir / STAGING_DIR, ignore_errors=True)
         raise
-    if world.is_main and (run_dir / "metrics.jsonl").is_file():
-        plot_metrics(run_dir / "metrics.jsonl", run_dir / "loss.png")
+    if world.is_main and (run_dir / METRICS_FILE).is_file():
+        plot_metrics(run_dir / METRICS_FILE, run_dir / LOSS_PLOT)
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         torch.distributed.barrier()
         # Tear the group down explicitly: left to interpreter exit, gloo's threads are destroyed while
@@ -292,8 +303,8 @@ def _checkpoint_step(checkpoint: Path) -> int:
 
 def _save_final(trainer, run_dir: Path) -> Path:
     """Save the model/adapter + processor + vittle files to final/, via a staging folder (all ranks call)."""
-    staging = run_dir / STAGING_DIR / "final"
-    final = run_dir / "final"
+    staging = run_dir / STAGING_DIR / FINAL_DIR
+    final = run_dir / FINAL_DIR
     trainer.save_model(str(staging))
     trainer.accelerator.wait_for_everyone()
     if trainer.args.should_save:
