@@ -94,7 +94,6 @@ def eval_run(
         timeout=judge_timeout,
         max_retries=judge_retries,
         concurrency=judge_concurrency,
-        device=device,
     )
     data_vars = {k: str(v) for k, v in (("pope_root", pope_root), ("data_root", data_root)) if v}
     pope_files = {"questions": questions, "labels_dir": labels_dir, "image_root": image_root}

@@ -36,18 +36,8 @@ def compare_table(docs: list[dict], metric: str = "f1") -> tuple[list[str], list
     names: list[str] = []
     for d in docs:
         names += [n for n, _, _, _ in variant_rows(d) if n not in names]
-    values = [
-        [(_ratio(d["metrics"][n]["all"][metric]) if n in d["metrics"] else None) for n in names] for d in docs
-    ]
+    values = [[(d["metrics"][n]["all"][metric] if n in d["metrics"] else None) for n in names] for d in docs]
     return names, values
-
-
-def _ratio(value) -> float | None:
-    """A metric as a fraction: the open-ended suites' relative score is {mean, std, ...} in percent."""
-    if isinstance(value, dict):
-        value = value.get("mean")
-        return None if value is None else value / 100.0
-    return value
 
 
 def run_compare(paths: list[str], *, out: Path | None = None, metric: str = "f1", console=None) -> dict:
@@ -63,7 +53,7 @@ def run_compare(paths: list[str], *, out: Path | None = None, metric: str = "f1"
     if len(paths) < 2:
         raise UsageError("compare needs at least two results.json files or eval folders")
     docs = [read_results(p) for p in paths]
-    if metric == "f1" and all(d.get("task") == "openended" for d in docs):
+    if metric == "f1" and all((d.get("task") or {}).get("name") == "openended" for d in docs):
         metric = "relative_score"  # the LLM-judged suites' score (RP), higher is better
     if metric not in ("accuracy", "precision", "recall", "f1", "yes_ratio", "relative_score"):
         raise UsageError(
@@ -75,8 +65,6 @@ def run_compare(paths: list[str], *, out: Path | None = None, metric: str = "f1"
         g for g in ("clean", "visual", "text", "joint") if any(g in d["summary"]["groups"] for d in docs)
     ]
     group_values = [[d["summary"]["groups"].get(g, {}).get(metric) for g in group_names] for d in docs]
-    if metric == "relative_score":
-        group_values = [[None if v is None else v / 100.0 for v in row] for row in group_values]
 
     table = Table(title=f"{metric} (%), deltas vs the first", title_justify="left")
     table.add_column("variant")
