@@ -121,7 +121,10 @@ def test_peak_memory_reaches_metrics_and_inspect_run(tmp_path, monkeypatch, caps
     code = run_cli(["train", "recipes/tiny.yaml", *FAST, f"output.dir={tmp_path}", "output.run_name=run"])
     assert code == 0
     rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
-    assert [(r["max_mem_allocated_gib"], r["max_mem_reserved_gib"]) for r in rows] == [(1.5, 2.0), (1.25, 2.5)]
+    assert [(r["max_mem_allocated_gib"], r["max_mem_reserved_gib"]) for r in rows] == [
+        (1.5, 2.0),
+        (1.25, 2.5),
+    ]
     capsys.readouterr()
     assert run_cli(["inspect", "run", str(tmp_path / "run")]) == 0
     assert "peak GPU memory per device: 1.5 GiB allocated, 2.5 GiB reserved" in capsys.readouterr().out
