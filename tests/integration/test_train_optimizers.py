@@ -128,3 +128,20 @@ def test_peak_memory_reaches_metrics_and_inspect_run(tmp_path, monkeypatch, caps
     capsys.readouterr()
     assert run_cli(["inspect", "run", str(tmp_path / "run")]) == 0
     assert "peak GPU memory per device: 1.5 GiB allocated, 2.5 GiB reserved" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_the_gpu_comparison_script_runs_its_tiny_case(tmp_path):
+    """benchmarks/memory_plan_vs_peak.py end to end on CPU (nothing measured there): the GPU check script
+    calls the same function, so its plumbing is tested before any GPU time is spent."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+    from memory_plan_vs_peak import compare_plan_with_peak
+
+    result = compare_plan_with_peak("tiny", "full", work=tmp_path, batch=2, steps=2, limit=16)
+    assert result["plan_gib"] > 0 and result["seq_len"] < 256  # the data's longest sample, not max_length
+    assert "activations: decoder" in result["plan_rows_gib"]
+    if not torch.cuda.is_available():
+        assert result["peak_allocated_gib"] == 0 and result["plan_over_peak"] is None
