@@ -109,7 +109,7 @@ def _add_memory_plan(plan: TrainPlan, recipe) -> None:
 
     try:
         plan.memory = memory_plan_for_recipe(
-            recipe, world_size=plan.world_size, ds_config=plan.deepspeed_config
+            recipe, world_size=plan.world_size, ds_config=plan.deepspeed_config, parameters=plan.parameters
         )
     except ValueError as err:
         plan.notes.append(f"no memory plan: {err}")
