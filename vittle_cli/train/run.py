@@ -15,8 +15,10 @@ from pathlib import Path
 
 from vittle_cli.errors import UsageError
 from vittle_cli.train.plan import WorldInfo
+from vittle_cli.train.resume import check_resume
 from vittle_cli.train.rundir import (
     STAGING_DIR,
+    lock_run_dir,
     prepare_run_dir,
     resolve_resume,
     run_dir_for,
@@ -172,6 +174,7 @@ def run_train(
     overwrite: bool = False,
     console=None,
     command: list[str] | None = None,
+    allow_changes: bool = False,
 ) -> TrainResult:
     """Train one run described by `recipe` into output.dir/run_name.
 
@@ -182,9 +185,46 @@ def run_train(
         overwrite: remove an existing run directory first.
         console: rich Console for the progress display (stderr by default).
         command: the command line to record in run_info.json (default: this process's argv).
+        allow_changes: let --resume continue with a recipe that differs from the run's (recorded).
     Raises:
-        UsageError: the run directory exists (without --resume/--overwrite) or has nothing to resume.
+        UsageError: the run directory exists (without --resume/--overwrite), has nothing to resume, is
+            in use by another process, or the resume changes the recipe without allow_changes.
+        ModelError: a checkpoint with planted pickles or one that does not fit the recipe.
     """
+    if overwrite and resume:
+        raise UsageError("--overwrite and --resume contradict each other; pass only one")
+    world = WorldInfo.from_env()
+    run_dir = run_dir_for(recipe.output.dir, recipe.output.run_name, recipe_path)
+    lock = lock_run_dir(run_dir) if world.is_main else None  # released when this call ends
+    try:
+        return _run_locked(
+            recipe, run_dir, world, recipe_path, resume, overwrite, console, command, allow_changes
+        )
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _start_run_dir(run_dir, world, *, overwrite, checkpoint, recipe, recipe_yaml, changes, command) -> None:
+    """Make the run directory real (main process): clear it if asked, write config.yaml + run_info.json."""
+    from vittle_cli.train.callbacks import truncate_metrics
+
+    prepare_run_dir(run_dir, overwrite=overwrite, resume=checkpoint is not None, is_main=True)
+    info = run_info(
+        seed=recipe.train.seed,
+        world_size=world.world_size,
+        resumed_from=checkpoint and str(checkpoint),
+        command=command,
+    )
+    if changes:
+        info["recipe_changes"] = changes  # allowed with --allow-changes
+    write_run_files(run_dir, recipe_yaml, info)
+    if checkpoint is not None:
+        truncate_metrics(run_dir / "metrics.jsonl", _checkpoint_step(checkpoint))
+
+
+def _run_locked(recipe, run_dir, world, recipe_path, resume, overwrite, console, command, allow_changes):
+    """run_train's body, with the run directory locked by the main process."""
     import torch
     from transformers import set_seed
 
@@ -195,20 +235,13 @@ def run_train(
     from vittle_cli.model.load import load_model_for_recipe
     from vittle_cli.plots import plot_metrics
     from vittle_cli.recipe import dump_recipe
-    from vittle_cli.train.callbacks import (
-        AlphaCallback,
-        MetricsJsonlCallback,
-        RichProgressCallback,
-        truncate_metrics,
-    )
+    from vittle_cli.train.callbacks import AlphaCallback, MetricsJsonlCallback, RichProgressCallback
     from vittle_cli.train.deepspeed import zero_stage
     from vittle_cli.train.trainer import VittleTrainer
 
-    if overwrite and resume:
-        raise UsageError("--overwrite and --resume contradict each other; pass only one")
-    world = WorldInfo.from_env()
-    run_dir = run_dir_for(recipe.output.dir, recipe.output.run_name, recipe_path)
     checkpoint = resolve_resume(run_dir, resume)
+    recipe_yaml = dump_recipe(recipe)
+    changes = check_resume(recipe, run_dir, checkpoint, recipe_yaml, allow_changes=allow_changes)
     # Every rank checks before any rank writes, so all of them see the same directory.
     prepare_run_dir(run_dir, overwrite=overwrite, resume=checkpoint is not None, is_main=False)
 
@@ -222,27 +255,19 @@ def run_train(
         ds_config = resolve_deepspeed_config(recipe.train.deepspeed)
     _init_distributed(ds_config, world)
     args = build_training_arguments(recipe, run_dir, ds_config, world)
-    with args.main_process_first(desc="run directory", local=False):
-        if world.is_main:
-            prepare_run_dir(run_dir, overwrite=overwrite, resume=checkpoint is not None, is_main=True)
-            write_run_files(
-                run_dir,
-                dump_recipe(recipe),
-                run_info(
-                    seed=recipe.train.seed,
-                    world_size=world.world_size,
-                    resumed_from=checkpoint and str(checkpoint),
-                    command=command,
-                ),
-            )
-            if checkpoint is not None:
-                truncate_metrics(run_dir / "metrics.jsonl", _checkpoint_step(checkpoint))
-
     set_seed(recipe.train.seed)  # the bottleneck's initial weights come from this seed
     model, processor = load_model_for_recipe(recipe)
     dataset, report = build_train_dataset(recipe.data, processor, seed=recipe.train.seed)
     if world.is_main:
         logger.info(report.summary())
+    # Only now, with model and data loaded, does the run exist: a start that failed before leaves
+    # nothing that would block its own rerun (and --overwrite deletes the old run only here).
+    with args.main_process_first(desc="run directory", local=False):
+        if world.is_main:
+            _start_run_dir(
+                run_dir, world, overwrite=overwrite, checkpoint=checkpoint, recipe=recipe,
+                recipe_yaml=recipe_yaml, changes=changes, command=command,
+            )  # fmt: skip
 
     progress = RichProgressCallback(console=console)
     callbacks = [MetricsJsonlCallback(run_dir / "metrics.jsonl"), progress]
@@ -260,6 +285,8 @@ def run_train(
         train_sampler=_train_sampler(recipe, dataset, args, world),
         zero3=ds_config is not None and zero_stage(ds_config) == 3,
     )
+    if checkpoint is not None and checkpoint.resolve().parent == run_dir.resolve():
+        trainer.protected_checkpoint = str(Path(args.output_dir) / checkpoint.name)
     try:
         output = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
         final_dir = _save_final(trainer, run_dir)
@@ -277,8 +304,19 @@ def run_train(
         final_dir=final_dir,
         global_step=trainer.state.global_step,
         max_steps=trainer.state.max_steps,
-        train_loss=output.training_loss,
+        train_loss=_whole_run_loss(trainer, output, checkpoint),
     )
+
+
+def _whole_run_loss(trainer, output, checkpoint: Path | None) -> float | None:
+    """The printed train loss: the mean over the whole run, also when this process resumed it."""
+    from vittle_cli.train.resume import checkpoint_step, whole_run_loss
+
+    start = checkpoint_step(checkpoint) if checkpoint is not None else 0
+    session_total = getattr(trainer, "_total_loss_scalar", None)
+    if session_total is None and output.training_loss is not None:
+        session_total = output.training_loss * max(trainer.state.global_step - start, 0)
+    return whole_run_loss(checkpoint, session_total, trainer.state.global_step)
 
 
 def _checkpoint_step(checkpoint: Path) -> int:

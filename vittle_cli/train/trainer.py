@@ -75,6 +75,7 @@ class VittleTrainer(Trainer):
         self._dummy_pending = False
         self._dummy_sum: torch.Tensor | None = None
         self._dummy_hook = self._install_dummy_vision_hook()
+        self.protected_checkpoint: str | None = None  # never rotated away (set for --resume)
         # vittle shows its own rich progress and writes its own log lines.
         self.remove_callback(PrinterCallback)
         self.remove_callback(ProgressCallback)
@@ -257,7 +258,8 @@ class VittleTrainer(Trainer):
             rotate_checkpoints(
                 output_dir=run_dir,
                 save_total_limit=self.args.save_total_limit,
-                best_model_checkpoint=self.state.best_model_checkpoint,
+                # The checkpoint a resume started from is kept: it is the user's way back.
+                best_model_checkpoint=self.state.best_model_checkpoint or self.protected_checkpoint,
                 use_mtime=False,
             )
         self.accelerator.wait_for_everyone()
