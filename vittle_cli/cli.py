@@ -111,6 +111,8 @@ def _known_failure(e: Exception) -> str | None:
             f"refused to unpickle a checkpoint file: it holds more than weights ({first.strip()[:200]}); "
             "use a checkpoint from a trusted source"
         )
+    if type(e).__name__ == "SafetensorError":  # a loader vittle does not pre-check met a cut file
+        return f"a .safetensors file is truncated or corrupt ({e}); copy it again (--debug shows which file)"
     return None
 
 

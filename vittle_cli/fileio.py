@@ -122,3 +122,20 @@ def save_figure(fig: Any, path: str | Path, dpi: int = 110) -> Path:
         return write_atomic(path, lambda tmp: fig.savefig(tmp, dpi=dpi, format="png"))
     finally:
         plt.close(fig)
+
+
+def read_utf8(path: str | Path, what: str, error: type[VittleError] | None = None) -> str:
+    """The text of a UTF-8 file vittle reads (data, suites, labels).
+
+    Raises:
+        DataError (or `error`): the file is not UTF-8, naming the file, the byte and the fix.
+    """
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        from vittle_cli.errors import DataError
+
+        raise (error or DataError)(
+            f"{what} {path} is not UTF-8 text (byte {e.start}: {e.object[e.start : e.start + 1]!r}); "
+            "re-save it as UTF-8"
+        ) from None

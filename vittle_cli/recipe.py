@@ -305,6 +305,10 @@ def resolve_recipe_path(recipe: str | os.PathLike) -> Path:
     path = Path(recipe)
     if path.is_file():
         return path
+    if path.is_dir():
+        raise RecipeError(
+            f"{recipe} is a directory; pass a recipe YAML file in it (or a shipped recipe name)"
+        )
     shipped = {name: p for name, p, _ in shipped_recipes()}
     if str(recipe) in shipped:
         return shipped[str(recipe)]
@@ -386,6 +390,9 @@ def _read_yaml(file: Path, problems: list[str]) -> dict[str, Any]:
         return {}
     except OSError as e:
         problems.append(f"cannot read {file}: {e.strerror}")
+        return {}
+    except UnicodeDecodeError as e:
+        problems.append(f"{file} is not UTF-8 text (byte {e.start}); save the recipe as UTF-8")
         return {}
     if loaded is None:
         return {}

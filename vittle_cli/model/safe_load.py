@@ -116,3 +116,44 @@ def check_checkpoint_pickles(checkpoint: str | Path) -> int:
     for shard in shards:
         check_weights_only(shard)
     return len(shards)
+
+
+def check_safetensors(path: str | Path) -> None:
+    """Check that a .safetensors file is complete: its header parses and every tensor lies inside the file.
+
+    Reads only the header (a copy cut short by a full disk or an interrupted download fails here, with its
+    name, instead of deep inside a loader).
+
+    Raises:
+        ModelError: a truncated or corrupt file, naming it and the fix.
+    """
+    import json
+    import struct
+
+    path = Path(path)
+    size = path.stat().st_size
+    problem = None
+    with path.open("rb") as f:
+        head = f.read(8)
+        n = struct.unpack("<Q", head)[0] if len(head) == 8 else None
+        if n is None or n > size - 8:
+            problem = f"{size} bytes, too short for its header"
+        else:
+            try:
+                header = json.loads(f.read(n))
+                end = max((v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"), default=0)
+            except (ValueError, KeyError, TypeError, IndexError):
+                problem = "its header is not valid"
+            else:
+                if 8 + n + end > size:
+                    problem = f"{size} bytes, its tensors need {8 + n + end}"
+    if problem:
+        raise ModelError(
+            f"{path} is truncated or corrupt ({problem}); copy or download it again (or re-save the model)"
+        )
+
+
+def check_safetensors_dir(directory: str | Path) -> None:
+    """check_safetensors on every .safetensors file directly in `directory`."""
+    for f in sorted(Path(directory).glob("*.safetensors")):
+        check_safetensors(f)

@@ -151,11 +151,12 @@ def check_resume(
     Raises:
         ModelError / UsageError: as check_checkpoint_pickles, check_recipe_unchanged, check_checkpoint_fits.
     """
-    from vittle_cli.model.safe_load import check_checkpoint_pickles
+    from vittle_cli.model.safe_load import check_checkpoint_pickles, check_safetensors_dir
 
     if checkpoint is None:
         return []
     check_checkpoint_pickles(checkpoint)  # DeepSpeed's engine unpickles them with weights_only=False
+    check_safetensors_dir(checkpoint)
     changes = check_recipe_unchanged(run_dir, checkpoint, recipe_yaml, allow_changes=allow_changes)
     check_checkpoint_fits(
         checkpoint, max_steps=recipe.train.max_steps, bottleneck_enabled=recipe.bottleneck.enabled

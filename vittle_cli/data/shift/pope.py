@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from vittle_cli.errors import DataError
+from vittle_cli.fileio import read_utf8
 
 MAX_LISTED = 5  # how many offending entries an error message names
 
@@ -49,7 +50,7 @@ class PopeSet:
 
 def _read_rows(path: Path, what: str) -> list[dict]:
     """JSON lines (or one JSON array), each row a mapping; errors name the file and line."""
-    text = path.read_text(encoding="utf-8")
+    text = read_utf8(path, what)
     if text.lstrip().startswith("["):
         try:
             rows = json.loads(text)
