@@ -47,7 +47,17 @@ def one_error_line(err: str) -> str:
 def finished_run(tmp_path_factory) -> Path:
     """A finished 4-step Vittle run with checkpoint-1..4."""
     out = tmp_path_factory.mktemp("runs")
-    assert vittle("train", RECIPE, *FAST, f"output.dir={out}", "output.run_name=done", "output.save_total_limit=null") == 0
+    assert (
+        vittle(
+            "train",
+            RECIPE,
+            *FAST,
+            f"output.dir={out}",
+            "output.run_name=done",
+            "output.save_total_limit=null",
+        )
+        == 0
+    )
     return out / "done"
 
 
@@ -90,6 +100,9 @@ def test_planted_pickle_in_zero_shards_is_refused_by_merge_and_resume(zero2_run,
     shard = next((run / "checkpoint-2").glob("global_step*/*model_states.pt"))
     marker = tmp_path / "pwned"
     _plant(shard, marker)
+    # without gathered 16-bit weights a ZeRO checkpoint holds only its shards: merge consolidates them
+    hidden = tmp_path / "model.safetensors"
+    (run / "checkpoint-2" / "model.safetensors").rename(hidden)
 
     proc = vittle_subprocess("merge", str(run / "checkpoint-2"), "--out", str(tmp_path / "merged"))
     assert proc.returncode == 1 and not marker.exists()
@@ -97,9 +110,10 @@ def test_planted_pickle_in_zero_shards_is_refused_by_merge_and_resume(zero2_run,
     assert str(shard) in line and "refusing to load" in line
     assert not (tmp_path / "merged").exists()
 
-    proc = vittle_subprocess("train", RECIPE, *FAST, "train.max_steps=2", "output.save_steps=2",
+    hidden.rename(run / "checkpoint-2" / "model.safetensors")
+    proc = vittle_subprocess("train", RECIPE, *FAST, "train.max_steps=3", "output.save_steps=2",
                              "train.deepspeed=zero2", f"output.dir={tmp_path}", "output.run_name=z2",
-                             "--resume")  # fmt: skip
+                             "--resume", "--allow-changes")  # fmt: skip
     assert proc.returncode == 1 and not marker.exists()
     assert str(shard) in one_error_line(proc.stderr)
 
@@ -244,7 +258,7 @@ def test_allowed_change_is_recorded_and_the_resumed_checkpoint_is_kept(finished_
         "train", *args, "train.max_steps=6", "--resume", str(run / "checkpoint-2"), "--allow-changes"
     )
     assert code == 0, capsys.readouterr().err
-    # rotation keeps the newest two, and never the checkpoint this resume started from
+    # rotation (limit 2) keeps the newest and the checkpoint this resume started from
     assert sorted(p.name for p in run.glob("checkpoint-*")) == [
         "checkpoint-2",
         "checkpoint-5",
@@ -282,7 +296,6 @@ def test_resume_from_a_baseline_checkpoint_says_it_has_no_bottleneck_files(tmp_p
     ckpt = tmp_path / "baseline" / "checkpoint-2"
     ckpt.mkdir(parents=True)
     (ckpt / "trainer_state.json").write_text(json.dumps({"global_step": 2, "log_history": []}))
-    (ckpt / "model.safetensors").write_bytes(b"")
     code = vittle(
         "train", RECIPE, *FAST, f"output.dir={tmp_path}", "output.run_name=v", "--resume", str(ckpt)
     )

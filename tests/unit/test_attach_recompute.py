@@ -49,7 +49,9 @@ def _grads(model, batch):
     out = model(**batch)
     parts = vittle_loss(out.loss, get_bottleneck(model), batch["labels"], batch["attention_mask"])
     parts.loss.backward()
-    grads = {n.replace(".layer.", "."): p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    grads = {
+        n.replace(".layer.", "."): p.grad.clone() for n, p in model.named_parameters() if p.grad is not None
+    }
     model.zero_grad(set_to_none=True)
     return parts.loss.detach(), grads
 

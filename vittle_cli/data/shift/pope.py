@@ -10,6 +10,7 @@ only ever paired with its own label; questions left without one are reported and
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -161,6 +162,21 @@ def join_labels(questions: list[dict], labels: list[dict]) -> tuple[dict[str, st
     return id_join, "question_id"
 
 
+def images_outside_root(paths: list[str], image_root: Path) -> list[str]:
+    """The image paths (as written in the data) that leave `image_root` by '..' or by being absolute.
+
+    The check is lexical, as for training data: a symlink inside the root (e.g. `val2014 -> /datasets/...`)
+    is the user's own file system and stays allowed; only what the data file writes is confined.
+    """
+    root = os.path.normpath(os.path.abspath(image_root))
+    outside = []
+    for p in paths:
+        full = os.path.normpath(os.path.join(root, p))
+        if not (full == root or full.startswith(root + os.sep)):
+            outside.append(p)
+    return sorted(set(outside))
+
+
 def load_pope(
     questions: Path, labels_dir: Path, image_root: Path, splits: list[str], *, check_images: bool = True
 ) -> PopeSet:
@@ -221,6 +237,12 @@ def load_pope(
             )
             for r in split_rows
         ]
+    outside = images_outside_root([it.image for it in items], image_root)
+    if outside:
+        raise DataError(
+            f"{len(outside)} POPE image paths in {questions} leave --image-root {image_root}: {_listed(outside)}; "
+            "image paths must be relative to the image root (without '..')"
+        )
     if check_images:
         missing = sorted({it.image for it in items if not (image_root / it.image).is_file()})
         if missing:
