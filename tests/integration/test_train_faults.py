@@ -341,3 +341,30 @@ def test_disk_full_in_an_atomic_write_keeps_the_old_file(tmp_path, monkeypatch):
         write_text_atomic(target, "new\n")
     monkeypatch.undo()
     assert target.read_text() == "old\n" and [p.name for p in tmp_path.iterdir()] == ["config.yaml"]
+
+
+def test_trust_remote_code_warns_and_names_the_code(tmp_path, monkeypatch, capsys):
+    import vittle_cli.model.load as load
+    from vittle_cli.errors import ModelError
+
+    model = tmp_path / "custom"
+    model.mkdir()
+    (model / "modeling_custom.py").write_text("print('hello')\n")
+
+    def stop(recipe):
+        raise ModelError("stop here")
+
+    monkeypatch.setattr(load, "load_model_for_recipe", stop)
+    args = [
+        "train",
+        RECIPE,
+        *FAST,
+        f"model.name={model}",
+        "model.trust_remote_code=true",
+        f"output.dir={tmp_path}",
+    ]
+    assert vittle(*args) == 1
+    err = capsys.readouterr().err
+    assert "warning:" in err and "trust_remote_code=true" in err and "modeling_custom.py" in err
+    assert vittle(*args[:-2], f"model.name={model}", f"output.dir={tmp_path}") == 1
+    assert "trust_remote_code" not in capsys.readouterr().err  # off by default: no warning

@@ -125,3 +125,27 @@ def test_refused_pickle_and_full_disk_are_one_line_without_colour_codes(capsys, 
     assert expected in line and "\x1b" not in err
     if error == "pickle":
         assert "posix.system" in line
+
+
+def test_an_image_over_the_pixel_limit_is_skipped_with_its_reason_before_decoding(tmp_path, tiny_model_dir):
+    from PIL import Image
+    from transformers import AutoProcessor
+
+    from vittle_cli.data import build_train_dataset
+    from vittle_cli.recipe import DataSection
+
+    images = tmp_path / "images"
+    images.mkdir()
+    Image.new("RGB", (64, 64), (250, 20, 20)).save(images / "good.png")
+    Image.new("1", (8000, 8000)).save(images / "bomb.png")  # 64 megapixels in a few KB
+    conv = [{"from": "human", "value": "<image>\nIs there a red circle?"}, {"from": "gpt", "value": "Yes"}]
+    rows = [{"id": "good", "image": "good.png", "conversations": conv},
+            {"id": "bomb", "image": "bomb.png", "conversations": conv}]  # fmt: skip
+    (tmp_path / "data.json").write_text(json.dumps(rows))
+    section = DataSection(train=str(tmp_path / "data.json"), image_root=str(images), max_length=256)
+    processor = AutoProcessor.from_pretrained(tiny_model_dir)
+    dataset, report = build_train_dataset(section, processor, cache_dir=tmp_path / "cache")
+    dataset[1]  # the next good sample stands in
+    assert report.counts == {"image_too_large": 1}
+    line = report.line("image_too_large")
+    assert "bomb" in line and "downscale" in line

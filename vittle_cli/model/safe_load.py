@@ -157,3 +157,18 @@ def check_safetensors_dir(directory: str | Path) -> None:
     """check_safetensors on every .safetensors file directly in `directory`."""
     for f in sorted(Path(directory).glob("*.safetensors")):
         check_safetensors(f)
+
+
+def remote_code_warning(model_name: str, revision: str | None = None) -> str:
+    """The warning for model.trust_remote_code=true: which code will run (the model's own Python files)."""
+    local = Path(model_name).expanduser()
+    if local.is_dir():
+        files = sorted(p.name for p in local.glob("*.py"))
+        where = f"the Python files in {local} ({', '.join(files) or 'none found now'})"
+    else:
+        at = f" at revision {revision}" if revision else " at its newest revision"
+        where = f"the Python files of the hub repository {model_name}{at} (those its config's auto_map names)"
+    return (
+        f"model.trust_remote_code=true: {where} will be imported and run with your permissions; use it only "
+        "with a model source you trust, and pin model.revision to a commit you have read"
+    )

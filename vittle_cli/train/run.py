@@ -255,6 +255,10 @@ def _run_locked(recipe, run_dir, world, recipe_path, resume, overwrite, console,
         ds_config = resolve_deepspeed_config(recipe.train.deepspeed)
     _init_distributed(ds_config, world)
     args = build_training_arguments(recipe, run_dir, ds_config, world)
+    if recipe.model.trust_remote_code and world.is_main:
+        from vittle_cli.model.safe_load import remote_code_warning
+
+        _warn(console, remote_code_warning(recipe.model.name, recipe.model.revision))
     set_seed(recipe.train.seed)  # the bottleneck's initial weights come from this seed
     model, processor = load_model_for_recipe(recipe)
     dataset, report = build_train_dataset(recipe.data, processor, seed=recipe.train.seed)
@@ -310,6 +314,13 @@ def _run_locked(recipe, run_dir, world, recipe_path, resume, overwrite, console,
         max_steps=trainer.state.max_steps,
         train_loss=_whole_run_loss(trainer, output, checkpoint),
     )
+
+
+def _warn(console, message: str) -> None:
+    from rich.console import Console
+    from rich.markup import escape
+
+    (console or Console(stderr=True)).print(f"[yellow]warning:[/] {escape(message)}", highlight=False)
 
 
 def _whole_run_loss(trainer, output, checkpoint: Path | None) -> float | None:
