@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 # Reinstall only when the dependency list changes.
 STAMP := $(VENV)/.vittle-installed
 
-.PHONY: demo test lint docs
+.PHONY: demo test test-lowest lint docs
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,20 @@ demo: $(STAMP)
 # One torch thread per xdist worker: the tiny models gain nothing from more, and workers would fight.
 test: $(STAMP)
 	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -n auto
+
+# The lowest transformers pyproject allows, in a second environment: 5.17-5.22 re-run the decoder layer's
+# hooks in the gradient-checkpointing recompute (the bottleneck hook must survive it). A quick subset.
+LOWEST_TRANSFORMERS ?= transformers==5.17.*
+LOWEST_VENV ?= .venv-lowest
+$(LOWEST_VENV)/.vittle-installed: pyproject.toml
+	$(PYTHON) -m venv $(LOWEST_VENV)
+	$(LOWEST_VENV)/bin/python -m pip install --quiet $(TORCH_PIP_ARGS) "$(TORCH_SPEC)"
+	$(LOWEST_VENV)/bin/python -m pip install --quiet -e ".[dev]" "$(LOWEST_TRANSFORMERS)"
+	touch $@
+
+test-lowest: $(LOWEST_VENV)/.vittle-installed
+	OMP_NUM_THREADS=1 $(LOWEST_VENV)/bin/python -m pytest -q -n auto tests/unit/test_attach.py \
+		tests/unit/test_attach_recompute.py tests/unit/test_checkpoint.py tests/unit/test_loss.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check vittle_cli tests
