@@ -18,7 +18,6 @@ from vittle_cli.errors import UsageError
 from vittle_cli.fileio import read_utf8
 
 Group = Literal["clean", "visual", "text", "joint"]
-GROUPS: tuple[str, ...] = ("clean", "visual", "text", "joint")
 METRICS = ("accuracy", "precision", "recall", "f1", "yes_ratio", "ambiguous")
 DEFAULT_SUFFIX = "\nAnswer the question using a single word or phrase."
 _PLACEHOLDER = re.compile(r"\$\{(\w+)\}")
