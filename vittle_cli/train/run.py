@@ -223,20 +223,44 @@ def _start_run_dir(run_dir, world, *, overwrite, checkpoint, recipe, recipe_yaml
         truncate_metrics(run_dir / "metrics.jsonl", _checkpoint_step(checkpoint))
 
 
+def _make_trainer(recipe, model, processor, dataset, args, world, ds_config, console):
+    """The VittleTrainer of a run with vittle's callbacks; returns (trainer, progress display)."""
+    from vittle_cli.data import DataCollator
+    from vittle_cli.model.attach import get_bottleneck
+    from vittle_cli.train.callbacks import AlphaCallback, MetricsJsonlCallback, RichProgressCallback
+    from vittle_cli.train.deepspeed import zero_stage
+    from vittle_cli.train.trainer import VittleTrainer
+
+    run_dir = Path(args.output_dir)
+    progress = RichProgressCallback(console=console)
+    callbacks = [MetricsJsonlCallback(run_dir / "metrics.jsonl"), progress]
+    if (bottleneck := get_bottleneck(model)) is not None:
+        callbacks.insert(0, AlphaCallback(bottleneck.config))
+    if "tensorboard" in recipe.output.report_to and (tb := _tensorboard_callback(run_dir)) is not None:
+        callbacks.append(tb)
+    trainer = VittleTrainer(
+        model=model,
+        args=args,
+        train_dataset=dataset,
+        data_collator=DataCollator(processor),
+        processing_class=processor,
+        callbacks=callbacks,
+        train_sampler=_train_sampler(recipe, dataset, args, world),
+        zero3=ds_config is not None and zero_stage(ds_config) == 3,
+    )
+    return trainer, progress
+
+
 def _run_locked(recipe, run_dir, world, recipe_path, resume, overwrite, console, command, allow_changes):
     """run_train's body, with the run directory locked by the main process."""
     import torch
     from transformers import set_seed
 
-    from vittle_cli.data import DataCollator, build_train_dataset
-    from vittle_cli.model.attach import get_bottleneck
+    from vittle_cli.data import build_train_dataset
     from vittle_cli.model.builtin import resolve_model_source
     from vittle_cli.model.load import load_model_for_recipe
     from vittle_cli.plots import plot_metrics
     from vittle_cli.recipe import dump_recipe
-    from vittle_cli.train.callbacks import AlphaCallback, MetricsJsonlCallback, RichProgressCallback
-    from vittle_cli.train.deepspeed import zero_stage
-    from vittle_cli.train.trainer import VittleTrainer
 
     checkpoint = resolve_resume(run_dir, resume)
     recipe_yaml = dump_recipe(recipe)
@@ -272,22 +296,7 @@ def _run_locked(recipe, run_dir, world, recipe_path, resume, overwrite, console,
                 recipe_yaml=recipe_yaml, changes=changes, command=command,
             )  # fmt: skip
 
-    progress = RichProgressCallback(console=console)
-    callbacks = [MetricsJsonlCallback(run_dir / "metrics.jsonl"), progress]
-    if (bottleneck := get_bottleneck(model)) is not None:
-        callbacks.insert(0, AlphaCallback(bottleneck.config))
-    if "tensorboard" in recipe.output.report_to and (tb := _tensorboard_callback(run_dir)) is not None:
-        callbacks.append(tb)
-    trainer = VittleTrainer(
-        model=model,
-        args=args,
-        train_dataset=dataset,
-        data_collator=DataCollator(processor),
-        processing_class=processor,
-        callbacks=callbacks,
-        train_sampler=_train_sampler(recipe, dataset, args, world),
-        zero3=ds_config is not None and zero_stage(ds_config) == 3,
-    )
+    trainer, progress = _make_trainer(recipe, model, processor, dataset, args, world, ds_config, console)
     if checkpoint is not None and checkpoint.resolve().parent == run_dir.resolve():
         trainer.protected_checkpoint = str(Path(args.output_dir) / checkpoint.name)
     try:
