@@ -22,19 +22,19 @@ STAGING_DIR = ".staging"  # checkpoints are written here first and renamed into 
 
 
 RUN_MARKER = ".vittle-run"  # written into every run directory vittle creates; --overwrite needs it
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._=+-]*$")
 
 
 def check_run_name(name: str) -> str:
-    """A run name is one plain folder name (no separators, no `..`, not absolute).
+    """A run name is one plain folder name: no path separator, not `.` or `..`, so it is never absolute and
+    never leaves output.dir (with --overwrite it names the folder that may be deleted).
 
     Raises:
         UsageError: anything else, naming the fix.
     """
-    if not _NAME_RE.match(name) or name in (".", ".."):
+    if not name.strip() or name in (".", "..") or any(c in name for c in "/\\\0"):
         raise UsageError(
-            f"output.run_name={name!r} is not a plain folder name (letters, digits, '.', '_', '-', '+', '=', "
-            "not starting with '.'; no '/' or '..'); put the parent folder in output.dir instead"
+            f"output.run_name={name!r} is not a plain folder name (no '/', no '..', not absolute); "
+            "put the parent folder in output.dir instead"
         )
     return name
 
