@@ -14,24 +14,22 @@ import hashlib
 import json
 from pathlib import Path
 
-ADAPTER_CONFIG = "adapter_config.json"
+from vittle_cli.errors import UsageError
+from vittle_cli.layout import ADAPTER_CONFIG
 
 
 def model_folder(reference: str) -> Path | None:
-    """The local folder a model reference loads from (a run dir -> its final/), or None for a hub name."""
-    if reference.startswith("builtin:"):
-        from vittle_cli.model.builtin import resolve_model_source
+    """The local folder a model reference loads from (a run dir -> its final/, a builtin -> its cache
+    folder), or None for a hub name or a reference that does not classify (loading reports that)."""
+    from vittle_cli.model.reference import classify_model_ref
 
-        reference = str(resolve_model_source(reference))
-    path = Path(reference).expanduser()
-    if not path.is_dir():
+    try:
+        ref = classify_model_ref(reference)
+    except UsageError:
         return None
-    if (
-        not ((path / "config.json").is_file() or (path / ADAPTER_CONFIG).is_file())
-        and (path / "final").is_dir()
-    ):
-        return path / "final"
-    return path
+    if ref.kind == "builtin":
+        return Path(ref.source)
+    return ref.folder
 
 
 def _files_digest(folder: Path) -> str:

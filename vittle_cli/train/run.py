@@ -14,10 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vittle_cli.errors import UsageError
+from vittle_cli.layout import FINAL_DIR, LOSS_PLOT, METRICS_FILE, STAGING_DIR
 from vittle_cli.train.plan import WorldInfo
 from vittle_cli.train.resume import check_resume
 from vittle_cli.train.rundir import (
-    STAGING_DIR,
     lock_run_dir,
     prepare_run_dir,
     resolve_resume,
@@ -68,6 +68,8 @@ def build_training_arguments(recipe, run_dir: Path, ds_config: dict | None, worl
     import torch
     from transformers import TrainingArguments
 
+    from vittle_cli.train.optim import economy_training_args
+
     t, o = recipe.train, recipe.output
     report_to = [r for r in o.report_to if r not in ("tensorboard", "none")]
     return TrainingArguments(
@@ -104,6 +106,7 @@ def build_training_arguments(recipe, run_dir: Path, ds_config: dict | None, worl
         # parameters LLaVA never uses (post_layernorm), which plain DDP would otherwise reject.
         ddp_find_unused_parameters=None,
         **_precision_flags(t.precision),
+        **economy_training_args(t),
     )
 
 
@@ -220,7 +223,7 @@ def _start_run_dir(run_dir, world, *, overwrite, checkpoint, recipe, recipe_yaml
         info["recipe_changes"] = changes  # allowed with --allow-changes
     write_run_files(run_dir, recipe_yaml, info)
     if checkpoint is not None:
-        truncate_metrics(run_dir / "metrics.jsonl", _checkpoint_step(checkpoint))
+        truncate_metrics(run_dir / METRICS_FILE, _checkpoint_step(checkpoint))
 
 
 def _make_trainer(recipe, model, processor, dataset, args, world, ds_config, console):
@@ -229,11 +232,18 @@ def _make_trainer(recipe, model, processor, dataset, args, world, ds_config, con
     from vittle_cli.model.attach import get_bottleneck
     from vittle_cli.train.callbacks import AlphaCallback, MetricsJsonlCallback, RichProgressCallback
     from vittle_cli.train.deepspeed import zero_stage
+    from vittle_cli.train.memory_callbacks import BottleneckInOptimizerCallback, PeakMemoryCallback
     from vittle_cli.train.trainer import VittleTrainer
 
     run_dir = Path(args.output_dir)
     progress = RichProgressCallback(console=console)
-    callbacks = [MetricsJsonlCallback(run_dir / "metrics.jsonl"), progress]
+    # PeakMemoryCallback first: it adds its fields to the log row the others write.
+    callbacks = [
+        PeakMemoryCallback(),
+        MetricsJsonlCallback(run_dir / METRICS_FILE),
+        progress,
+        BottleneckInOptimizerCallback(),
+    ]
     if (bottleneck := get_bottleneck(model)) is not None:
         callbacks.insert(0, AlphaCallback(bottleneck.config))
     if "tensorboard" in recipe.output.report_to and (tb := _tensorboard_callback(run_dir)) is not None:
@@ -307,8 +317,8 @@ def _run_locked(recipe, run_dir, world, recipe_path, resume, overwrite, console,
         if world.is_main:  # a checkpoint interrupted mid-write never got its final name
             shutil.rmtree(run_dir / STAGING_DIR, ignore_errors=True)
         raise
-    if world.is_main and (run_dir / "metrics.jsonl").is_file():
-        plot_metrics(run_dir / "metrics.jsonl", run_dir / "loss.png")
+    if world.is_main and (run_dir / METRICS_FILE).is_file():
+        plot_metrics(run_dir / METRICS_FILE, run_dir / LOSS_PLOT)
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         torch.distributed.barrier()
         # Tear the group down explicitly: left to interpreter exit, gloo's threads are destroyed while
@@ -350,8 +360,8 @@ def _checkpoint_step(checkpoint: Path) -> int:
 
 def _save_final(trainer, run_dir: Path) -> Path:
     """Save the model/adapter + processor + vittle files to final/, via a staging folder (all ranks call)."""
-    staging = run_dir / STAGING_DIR / "final"
-    final = run_dir / "final"
+    staging = run_dir / STAGING_DIR / FINAL_DIR
+    final = run_dir / FINAL_DIR
     trainer.save_model(str(staging))
     trainer.accelerator.wait_for_everyone()
     if trainer.args.should_save:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import platform
-import re
 import shutil
 import sys
 import time
@@ -16,12 +15,7 @@ from pathlib import Path
 
 from vittle_cli.errors import UsageError
 from vittle_cli.fileio import write_text_atomic
-
-CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
-STAGING_DIR = ".staging"  # checkpoints are written here first and renamed into place when complete
-
-
-RUN_MARKER = ".vittle-run"  # written into every run directory vittle creates; --overwrite needs it
+from vittle_cli.layout import FINAL_DIR, RUN_CONFIG, RUN_INFO, RUN_MARKER, STAGING_DIR, list_checkpoints
 
 
 def check_run_name(name: str) -> str:
@@ -54,26 +48,16 @@ def is_vittle_run(run_dir: Path) -> bool:
     if (run_dir / RUN_MARKER).is_file():
         return True
     try:
-        info = json.loads((run_dir / "run_info.json").read_text(encoding="utf-8"))
+        info = json.loads((run_dir / RUN_INFO).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return False
-    return isinstance(info, dict) and "vittle" in info and (run_dir / "config.yaml").is_file()
+    return isinstance(info, dict) and "vittle" in info and (run_dir / RUN_CONFIG).is_file()
 
 
 def has_trained(run_dir: Path) -> bool:
     """A run that got somewhere: a complete checkpoint or a final model. A run dir without either (a start
     that failed while loading) is not a run to protect: rerunning the command starts it afresh."""
-    return bool(list_checkpoints(run_dir)) or (run_dir / "final").is_dir()
-
-
-def list_checkpoints(run_dir: Path) -> list[Path]:
-    """Complete checkpoint-N folders of a run, oldest step first."""
-    if not run_dir.is_dir():
-        return []
-    found = [
-        (int(m.group(1)), p) for p in run_dir.iterdir() if p.is_dir() and (m := CHECKPOINT_RE.match(p.name))
-    ]
-    return [p for _, p in sorted(found)]
+    return bool(list_checkpoints(run_dir)) or (run_dir / FINAL_DIR).is_dir()
 
 
 def resolve_resume(run_dir: Path, resume: str | None) -> Path | None:
@@ -85,7 +69,7 @@ def resolve_resume(run_dir: Path, resume: str | None) -> Path | None:
     if resume is None:
         return None
     if resume == "latest":
-        ckpts = list_checkpoints(run_dir)
+        ckpts = [p for _, p in list_checkpoints(run_dir)]
         if not ckpts:
             raise UsageError(
                 f"--resume latest: no checkpoint-N folder in {run_dir}; train without --resume or pass a checkpoint path"
@@ -181,8 +165,8 @@ def run_info(
 
 def write_run_files(run_dir: Path, recipe_yaml: str, info: dict) -> None:
     """Write config.yaml and run_info.json; a resumed run keeps earlier run_info entries in `history`."""
-    write_text_atomic(run_dir / "config.yaml", recipe_yaml)
-    info_path = run_dir / "run_info.json"
+    write_text_atomic(run_dir / RUN_CONFIG, recipe_yaml)
+    info_path = run_dir / RUN_INFO
     if info.get("resumed_from") and info_path.is_file():
         previous = json.loads(info_path.read_text())
         history = previous.pop("history", [])
