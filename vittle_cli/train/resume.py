@@ -13,6 +13,7 @@ from typing import Any
 import yaml
 
 from vittle_cli.errors import ModelError, UsageError
+from vittle_cli.layout import RUN_CONFIG, VITTLE_CONFIG, VITTLE_WEIGHTS
 
 # Keys whose change does not change what the run computes: where logs go and how fast data loads.
 HARMLESS_KEYS = frozenset(
@@ -24,7 +25,7 @@ HARMLESS_KEYS = frozenset(
         "output.save_total_limit",
     }
 )
-CHECKPOINT_BOTTLENECK_FILES = ("vittle_config.json", "vittle_bottleneck.safetensors")
+CHECKPOINT_BOTTLENECK_FILES = (VITTLE_CONFIG, VITTLE_WEIGHTS)
 
 
 def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
@@ -50,7 +51,7 @@ def recipe_changes(old_yaml: str, new_yaml: str) -> list[dict]:
 
 def run_config_for(run_dir: Path, checkpoint: Path) -> Path | None:
     """The config.yaml the resumed run was trained with: the run dir's, else the checkpoint's run's."""
-    for candidate in (run_dir / "config.yaml", checkpoint.parent / "config.yaml"):
+    for candidate in (run_dir / RUN_CONFIG, checkpoint.parent / RUN_CONFIG):
         if candidate.is_file():
             return candidate
     return None
@@ -96,21 +97,12 @@ def check_checkpoint_fits(checkpoint: Path, *, max_steps: int | None, bottleneck
             "set train.max_steps above that (with --allow-changes) or start a new run"
         )
     missing = [n for n in CHECKPOINT_BOTTLENECK_FILES if not (checkpoint / n).is_file()]
-    if bottleneck_enabled and missing and not _is_zero_only(checkpoint):
+    if bottleneck_enabled and missing:
         raise ModelError(
             f"{checkpoint} has no bottleneck files ({', '.join(missing)}): it comes from a baseline run "
             "(bottleneck.enabled=false); resume it with its own recipe, or start a new Vittle run from it "
             "with model.name=<its final/ folder>"
         )
-
-
-def _is_zero_only(checkpoint: Path) -> bool:
-    """A ZeRO checkpoint keeps the bottleneck inside its shards when 16-bit weights are not gathered."""
-    return (
-        any(checkpoint.glob("global_step*"))
-        and not (checkpoint / "vittle_config.json").is_file()
-        and not any(checkpoint.glob("model*.safetensors"))
-    )
 
 
 def whole_run_loss(checkpoint: Path | None, session_total: float | None, global_step: int) -> float | None:
