@@ -119,6 +119,14 @@ def test_model_states_equal_deepspeeds_estimators(stage, offload_opt, offload_pa
 # ---- published figures -------------------------------------------------------------------------------------
 
 
+def test_zero_stage_1_keeps_every_16bit_gradient():
+    group = [ParamGroup("all", 1000, 2, True)]
+    one, _ = model_state_rows(group, PlanSettings(zero_stage=1, world_size=4), 0)
+    two, _ = model_state_rows(group, PlanSettings(zero_stage=2, world_size=4), 0)
+    assert one["gradients"] - two["gradients"] == 1000 * 2 * (1 - 1 / 4)
+    assert one["optimizer states"] == two["optimizer states"] == 1000 * 12 / 4
+
+
 def test_zero_paper_figure_1():
     """ZeRO (Rajbhandari et al., 2020, arXiv:1910.02054), Figure 1: a 7.5B model on 64 GPUs with mixed-precision
     Adam (K = 12) needs 120 GB per GPU in plain data parallelism, 16.6 GB with ZeRO-2 (P_os+g) and 1.9 GB with

@@ -208,6 +208,35 @@ def run_train(
             lock.release()
 
 
+def _start_run(recipe, run_dir, resume, overwrite, allow_changes, world: WorldInfo, console):
+    """Check the run directory and the checkpoint to resume (every rank, before any rank writes), start
+    DeepSpeed / the process group; returns (checkpoint or None, resolved recipe YAML, allowed recipe
+    changes, DeepSpeed config or None, TrainingArguments). Writes nothing into the run directory."""
+    from vittle_cli.model.builtin import resolve_model_source
+    from vittle_cli.recipe import dump_recipe
+
+    checkpoint = resolve_resume(run_dir, resume)
+    recipe_yaml = dump_recipe(recipe)
+    changes = check_resume(recipe, run_dir, checkpoint, recipe_yaml, allow_changes=allow_changes)
+    prepare_run_dir(run_dir, overwrite=overwrite, resume=checkpoint is not None, is_main=False)
+
+    # Build a built-in model now, outside ZeRO-3's partitioned init (its random init cannot run there).
+    resolve_model_source(recipe.model.name)
+    ds_config = None
+    if recipe.train.deepspeed:
+        from vittle_cli.train.deepspeed import require_deepspeed, resolve_deepspeed_config
+
+        require_deepspeed()
+        ds_config = resolve_deepspeed_config(recipe.train.deepspeed)
+    _init_distributed(ds_config, world)
+    args = build_training_arguments(recipe, run_dir, ds_config, world)
+    if recipe.model.trust_remote_code and world.is_main:
+        from vittle_cli.model.safe_load import remote_code_warning
+
+        _warn(console, remote_code_warning(recipe.model.name, recipe.model.revision))
+    return checkpoint, recipe_yaml, changes, ds_config, args
+
+
 def _start_run_dir(run_dir, world, *, overwrite, checkpoint, recipe, recipe_yaml, changes, command) -> None:
     """Make the run directory real (main process): clear it if asked, write config.yaml + run_info.json."""
     from vittle_cli.train.callbacks import truncate_metrics
@@ -226,72 +255,21 @@ def _start_run_dir(run_dir, world, *, overwrite, checkpoint, recipe, recipe_yaml
         truncate_metrics(run_dir / METRICS_FILE, _checkpoint_step(checkpoint))
 
 
-def _make_trainer(recipe, model, processor, dataset, args, world, ds_config, console):
-    """The VittleTrainer of a run with vittle's callbacks; returns (trainer, progress display)."""
-    from vittle_cli.data import DataCollator
-    from vittle_cli.model.attach import get_bottleneck
-    from vittle_cli.train.callbacks import AlphaCallback, MetricsJsonlCallback, RichProgressCallback
-    from vittle_cli.train.deepspeed import zero_stage
-    from vittle_cli.train.memory_callbacks import BottleneckInOptimizerCallback, PeakMemoryCallback
-    from vittle_cli.train.trainer import VittleTrainer
-
-    run_dir = Path(args.output_dir)
-    progress = RichProgressCallback(console=console)
-    # PeakMemoryCallback first: it adds its fields to the log row the others write.
-    callbacks = [
-        PeakMemoryCallback(),
-        MetricsJsonlCallback(run_dir / METRICS_FILE),
-        progress,
-        BottleneckInOptimizerCallback(),
-    ]
-    if (bottleneck := get_bottleneck(model)) is not None:
-        callbacks.insert(0, AlphaCallback(bottleneck.config))
-    if "tensorboard" in recipe.output.report_to and (tb := _tensorboard_callback(run_dir)) is not None:
-        callbacks.append(tb)
-    trainer = VittleTrainer(
-        model=model,
-        args=args,
-        train_dataset=dataset,
-        data_collator=DataCollator(processor),
-        processing_class=processor,
-        callbacks=callbacks,
-        train_sampler=_train_sampler(recipe, dataset, args, world),
-        zero3=ds_config is not None and zero_stage(ds_config) == 3,
-    )
-    return trainer, progress
-
-
 def _run_locked(recipe, run_dir, world, recipe_path, resume, overwrite, console, command, allow_changes):
     """run_train's body, with the run directory locked by the main process."""
     import torch
     from transformers import set_seed
 
-    from vittle_cli.data import build_train_dataset
-    from vittle_cli.model.builtin import resolve_model_source
+    from vittle_cli.data import DataCollator, build_train_dataset
     from vittle_cli.model.load import load_model_for_recipe
     from vittle_cli.plots import plot_metrics
-    from vittle_cli.recipe import dump_recipe
+    from vittle_cli.train.callbacks import RichProgressCallback
+    from vittle_cli.train.deepspeed import zero_stage
+    from vittle_cli.train.trainer import VittleTrainer
 
-    checkpoint = resolve_resume(run_dir, resume)
-    recipe_yaml = dump_recipe(recipe)
-    changes = check_resume(recipe, run_dir, checkpoint, recipe_yaml, allow_changes=allow_changes)
-    # Every rank checks before any rank writes, so all of them see the same directory.
-    prepare_run_dir(run_dir, overwrite=overwrite, resume=checkpoint is not None, is_main=False)
-
-    # Build a built-in model now, outside ZeRO-3's partitioned init (its random init cannot run there).
-    resolve_model_source(recipe.model.name)
-    ds_config = None
-    if recipe.train.deepspeed:
-        from vittle_cli.train.deepspeed import require_deepspeed, resolve_deepspeed_config
-
-        require_deepspeed()
-        ds_config = resolve_deepspeed_config(recipe.train.deepspeed)
-    _init_distributed(ds_config, world)
-    args = build_training_arguments(recipe, run_dir, ds_config, world)
-    if recipe.model.trust_remote_code and world.is_main:
-        from vittle_cli.model.safe_load import remote_code_warning
-
-        _warn(console, remote_code_warning(recipe.model.name, recipe.model.revision))
+    checkpoint, recipe_yaml, changes, ds_config, args = _start_run(
+        recipe, run_dir, resume, overwrite, allow_changes, world, console
+    )
     set_seed(recipe.train.seed)  # the bottleneck's initial weights come from this seed
     model, processor = load_model_for_recipe(recipe)
     dataset, report = build_train_dataset(recipe.data, processor, seed=recipe.train.seed)
@@ -306,7 +284,18 @@ def _run_locked(recipe, run_dir, world, recipe_path, resume, overwrite, console,
                 recipe_yaml=recipe_yaml, changes=changes, command=command,
             )  # fmt: skip
 
-    trainer, progress = _make_trainer(recipe, model, processor, dataset, args, world, ds_config, console)
+    callbacks = _callbacks(model, recipe, run_dir, console)
+    progress = next(c for c in callbacks if isinstance(c, RichProgressCallback))
+    trainer = VittleTrainer(
+        model=model,
+        args=args,
+        train_dataset=dataset,
+        data_collator=DataCollator(processor),
+        processing_class=processor,
+        callbacks=callbacks,
+        train_sampler=_train_sampler(recipe, dataset, args, world),
+        zero3=ds_config is not None and zero_stage(ds_config) == 3,
+    )
     if checkpoint is not None and checkpoint.resolve().parent == run_dir.resolve():
         trainer.protected_checkpoint = str(Path(args.output_dir) / checkpoint.name)
     try:
@@ -334,22 +323,24 @@ def _run_locked(recipe, run_dir, world, recipe_path, resume, overwrite, console,
     )
 
 
-def _warn(console, message: str) -> None:
-    from rich.console import Console
-    from rich.markup import escape
+def _callbacks(model, recipe, run_dir: Path, console) -> list:
+    """Alpha schedule (when the bottleneck is on), peak memory, metrics.jsonl, progress, TensorBoard."""
+    from vittle_cli.model.attach import get_bottleneck
+    from vittle_cli.train.callbacks import AlphaCallback, MetricsJsonlCallback, RichProgressCallback
+    from vittle_cli.train.memory_callbacks import BottleneckInOptimizerCallback, PeakMemoryCallback
 
-    (console or Console(stderr=True)).print(f"[yellow]warning:[/] {escape(message)}", highlight=False)
-
-
-def _whole_run_loss(trainer, output, checkpoint: Path | None) -> float | None:
-    """The printed train loss: the mean over the whole run, also when this process resumed it."""
-    from vittle_cli.train.resume import checkpoint_step, whole_run_loss
-
-    start = checkpoint_step(checkpoint) if checkpoint is not None else 0
-    session_total = getattr(trainer, "_total_loss_scalar", None)
-    if session_total is None and output.training_loss is not None:
-        session_total = output.training_loss * max(trainer.state.global_step - start, 0)
-    return whole_run_loss(checkpoint, session_total, trainer.state.global_step)
+    # PeakMemoryCallback first: it adds its fields to the log row the others write.
+    callbacks = [
+        PeakMemoryCallback(),
+        MetricsJsonlCallback(run_dir / METRICS_FILE),
+        RichProgressCallback(console=console),
+        BottleneckInOptimizerCallback(),
+    ]
+    if (bottleneck := get_bottleneck(model)) is not None:
+        callbacks.insert(0, AlphaCallback(bottleneck.config))
+    if "tensorboard" in recipe.output.report_to and (tb := _tensorboard_callback(run_dir)) is not None:
+        callbacks.append(tb)
+    return callbacks
 
 
 def _checkpoint_step(checkpoint: Path) -> int:
@@ -371,3 +362,21 @@ def _save_final(trainer, run_dir: Path) -> Path:
         shutil.rmtree(run_dir / STAGING_DIR, ignore_errors=True)
     trainer.accelerator.wait_for_everyone()
     return final
+
+
+def _warn(console, message: str) -> None:
+    from rich.console import Console
+    from rich.markup import escape
+
+    (console or Console(stderr=True)).print(f"[yellow]warning:[/] {escape(message)}", highlight=False)
+
+
+def _whole_run_loss(trainer, output, checkpoint: Path | None) -> float | None:
+    """The printed train loss: the mean over the whole run, also when this process resumed it."""
+    from vittle_cli.train.resume import checkpoint_step, whole_run_loss
+
+    start = checkpoint_step(checkpoint) if checkpoint is not None else 0
+    session_total = getattr(trainer, "_total_loss_scalar", None)
+    if session_total is None and output.training_loss is not None:
+        session_total = output.training_loss * max(trainer.state.global_step - start, 0)
+    return whole_run_loss(checkpoint, session_total, trainer.state.global_step)
