@@ -89,6 +89,7 @@ def _record(variant: str, group: str, q: SuiteQuestion, answer: str) -> dict:
     }
 
 
+# long: the public entry point; its keyword options mirror `vittle eval`'s flags one per line.
 def run_eval(
     suite: str | Suite,
     model: str,
@@ -133,17 +134,7 @@ def run_eval(
     console = console or Console(stderr=True)
     suite = suite if isinstance(suite, Suite) else load_suite(suite)
     suite = suite.with_data(data_vars, **(pope_files or {}))
-    if limit is not None and limit < 1:
-        raise UsageError(f"--limit must be at least 1 (got {limit})")
-    from vittle_cli.model.device import resolve_device_dtype
-
-    device, dtype = resolve_device_dtype(device, dtype)
-    if batch_size < 1:
-        raise UsageError(f"--batch-size must be at least 1 (got {batch_size})")
-    if load_model is None:  # a bad --model fails now, before any work, with every command's message
-        from vittle_cli.model.reference import loadable_model_ref
-
-        loadable_model_ref(model)
+    device, dtype = _check_options(model, limit, batch_size, device, dtype, check_model=load_model is None)
     max_new_tokens = max_new_tokens or suite.max_new_tokens
     out = Path(out) if out is not None else default_out_dir(model, suite.name)
     if (out / RESULTS).is_file() and not overwrite:
@@ -155,25 +146,11 @@ def run_eval(
         from vittle_cli.eval.openended import run_openended_eval
 
         return run_openended_eval(
-            suite,
-            model,
-            out=out,
-            judge_spec=judge,
-            judge_runs=judge_runs,
-            judge_options=judge_options,
-            judge=judge_backend,
-            batch_size=batch_size,
-            limit=limit,
-            device=device,
-            dtype=dtype,
-            max_new_tokens=max_new_tokens,
-            overwrite=overwrite,
-            base=base,
-            cache_dir=cache_dir,
-            generate=generate,
-            load_model=load_model,
-            console=console,
-        )
+            suite, model, out=out, judge_spec=judge, judge_runs=judge_runs, judge_options=judge_options,
+            judge=judge_backend, batch_size=batch_size, limit=limit, device=device, dtype=dtype,
+            max_new_tokens=max_new_tokens, overwrite=overwrite, base=base, cache_dir=cache_dir,
+            generate=generate, load_model=load_model, console=console,
+        )  # fmt: skip
     data = load_suite_data(suite)  # validates every file before any model work
     for w in data.report.warnings:
         console.print(f"[yellow]warning:[/] {w}")
@@ -188,40 +165,44 @@ def run_eval(
             f"({len(suite.variants)} variants x {len(items)} questions)"
         )
         _answer(
-            suite,
-            model,
-            todo,
-            data,
-            cache,
-            batch_size=batch_size,
-            max_new_tokens=max_new_tokens,
-            device=device,
-            dtype=dtype,
-            base=base,
-            cache_dir=cache_dir,
-            generate=generate,
-            load_model=load_model,
-            console=console,
-        )
+            suite, model, todo, data, cache, batch_size=batch_size, max_new_tokens=max_new_tokens,
+            device=device, dtype=dtype, base=base, cache_dir=cache_dir, generate=generate,
+            load_model=load_model, console=console,
+        )  # fmt: skip
     else:
         console.print(f"{suite.name}: all {len(items) * len(suite.variants)} answers cached in {cache.path}")
-    results = _results(
-        suite,
-        model,
-        items,
-        cache,
-        data,
-        limit=limit,
-        max_new_tokens=max_new_tokens,
-        seconds=time.time() - started,
-        computed=missing,
-    )
-    results.update(device=device, dtype=dtype)  # what this invocation ran on (auto resolved)
+    return _write_results(
+        _results(
+            suite, model, items, cache, data,
+            limit=limit, max_new_tokens=max_new_tokens, seconds=time.time() - started, computed=missing,
+        ),
+        out, cache, console, device=device, dtype=dtype,
+    )  # fmt: skip
+
+
+def _write_results(results: dict, out: Path, cache, console, *, device: str, dtype: str) -> dict:
+    """Record what this invocation ran on, write results.json + results.png, print the table."""
+    results.update(device=device, dtype=dtype)  # auto resolved
     write_json(out / RESULTS, results)
     plot_results(results, out / CHART)
     print_table(results, console)
     console.print(f"wrote {out / RESULTS}, {out / CHART}, {cache.path}")
     return results
+
+
+def _check_options(model, limit, batch_size, device, dtype, check_model: bool) -> tuple[str, str]:
+    """Refuse bad options before any work; returns (device, dtype) with `auto` resolved."""
+    from vittle_cli.model.device import resolve_device_dtype
+
+    if limit is not None and limit < 1:
+        raise UsageError(f"--limit must be at least 1 (got {limit})")
+    if batch_size < 1:
+        raise UsageError(f"--batch-size must be at least 1 (got {batch_size})")
+    if check_model:  # a bad --model fails now with every command's message (not after data loading)
+        from vittle_cli.model.reference import loadable_model_ref
+
+        loadable_model_ref(model)
+    return resolve_device_dtype(device, dtype)
 
 
 def _answer(
