@@ -119,8 +119,8 @@ def test_full_run_writes_results_and_groups_requests(suite_file, tmp_path):
     preds = _lines(out / "predictions.jsonl")
     assert len(preds) == 4 * n_questions
     clean_f1 = doc["metrics"]["clean"]["all"]["f1"]
-    assert doc["summary"]["drops"]["word_swap@3"]["f1"] == pytest.approx(
-        clean_f1 - doc["metrics"]["word_swap@3"]["all"]["f1"]
+    assert doc["summary"]["deltas"]["word_swap@3"]["f1"] == pytest.approx(
+        doc["metrics"]["word_swap@3"]["all"]["f1"] - clean_f1
     )
     assert (out / "results.png").stat().st_size > 1000
 

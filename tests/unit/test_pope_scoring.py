@@ -108,18 +108,18 @@ def test_pooled_equals_counts_summed_over_splits_and_unlabelled_are_skipped():
     assert s["all"]["n"] == 200
 
 
-def test_drops_and_group_means():
+def test_deltas_are_variant_minus_clean_and_group_means():
     def fake(f1: float, acc: float) -> dict:
         return {"all": {"f1": f1, "accuracy": acc}}
 
     per_variant = {"clean": fake(0.9, 0.8), "v1": fake(0.7, 0.6), "v2": fake(0.5, 0.7), "t1": fake(0.8, 0.8)}
     groups = {"clean": "clean", "v1": "visual", "v2": "visual", "t1": "text"}
     s = summarise_variants(per_variant, groups, keys=("f1", "accuracy"))
-    assert s["drops"]["v1"]["f1"] == pytest.approx(0.2)
-    assert s["drops"]["t1"]["accuracy"] == pytest.approx(0.0)
-    assert "clean" not in s["drops"]
+    assert s["deltas"]["v1"]["f1"] == pytest.approx(-0.2)
+    assert s["deltas"]["t1"]["accuracy"] == pytest.approx(0.0)
+    assert "clean" not in s["deltas"]
     assert s["groups"]["visual"]["f1"] == pytest.approx(0.6)
     assert s["groups"]["visual"]["variants"] == 2
-    assert s["groups"]["visual"]["drop_f1"] == pytest.approx(0.3)
+    assert s["groups"]["visual"]["delta_f1"] == pytest.approx(-0.3)
     assert "joint" not in s["groups"]
-    assert summarise_variants({"v1": fake(0.7, 0.6)}, {"v1": "visual"}, keys=("f1",))["drops"] == {}
+    assert summarise_variants({"v1": fake(0.7, 0.6)}, {"v1": "visual"}, keys=("f1",))["deltas"] == {}

@@ -87,21 +87,23 @@ def score_predictions(records: Iterable[Mapping]) -> dict:
 def summarise_variants(
     per_variant: Mapping[str, dict], groups: Mapping[str, str], keys: Iterable[str] = METRIC_KEYS
 ) -> dict:
-    """Drops vs the clean variant and means over the visual / text / joint groups.
+    """Deltas vs the clean variant (variant - clean: negative = worse under the shift, the table's ΔF1) and
+    means over the visual / text / joint groups.
 
     Args:
         per_variant: variant name -> score_predictions(...) output.
         groups: variant name -> group ("clean", "visual", "text", "joint").
     Returns:
-        {"drops": {variant: {metric: clean - variant}} (pooled metrics; empty without a clean variant),
-         "groups": {group: {metric: mean of pooled metrics over the group's variants, "variants": n}}}.
+        {"deltas": {variant: {metric: variant - clean}} (pooled metrics; empty without a clean variant),
+         "groups": {group: {metric: mean of pooled metrics over the group's variants, "variants": n,
+                            "delta_f1"/"delta_accuracy": group mean - clean}}}.
     """
     keys = list(keys)
     clean = next((v for v, g in groups.items() if g == "clean" and v in per_variant), None)
-    drops = {}
+    deltas = {}
     if clean is not None:
         base = per_variant[clean]["all"]
-        drops = {v: {k: base[k] - m["all"][k] for k in keys} for v, m in per_variant.items() if v != clean}
+        deltas = {v: {k: m["all"][k] - base[k] for k in keys} for v, m in per_variant.items() if v != clean}
     means = {}
     for group in ("clean", "visual", "text", "joint"):
         members = [per_variant[v]["all"] for v, g in groups.items() if g == group and v in per_variant]
@@ -109,8 +111,8 @@ def summarise_variants(
             means[group] = {k: sum(m[k] for m in members) / len(members) for k in keys}
             means[group]["variants"] = len(members)
             if clean is not None and group != "clean":
-                means[group]["drop_f1"] = per_variant[clean]["all"]["f1"] - means[group]["f1"]
-                means[group]["drop_accuracy"] = (
-                    per_variant[clean]["all"]["accuracy"] - means[group]["accuracy"]
+                means[group]["delta_f1"] = means[group]["f1"] - per_variant[clean]["all"]["f1"]
+                means[group]["delta_accuracy"] = (
+                    means[group]["accuracy"] - per_variant[clean]["all"]["accuracy"]
                 )
-    return {"drops": drops, "groups": means}
+    return {"deltas": deltas, "groups": means}

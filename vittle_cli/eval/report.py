@@ -32,12 +32,12 @@ def versions() -> dict[str, str]:
 
 
 def variant_rows(results: dict) -> list[tuple[str, str, dict, dict | None]]:
-    """(variant, group, pooled metrics, drops or None) in suite order."""
+    """(variant, group, pooled metrics, deltas vs clean or None) in suite order."""
     rows = []
     for v in results["variants"]:
         m = results["metrics"].get(v["name"])
         if m is not None:
-            rows.append((v["name"], v["group"], m["all"], results["summary"]["drops"].get(v["name"])))
+            rows.append((v["name"], v["group"], m["all"], results["summary"]["deltas"].get(v["name"])))
     return rows
 
 
@@ -52,8 +52,8 @@ def print_table(results: dict, console=None) -> None:
     table = Table(title=f"{results['suite']['name']}: {results['model']}", title_justify="left")
     for col in ("variant", "group", "n", "acc", "prec", "rec", "F1", "yes", "ambig.", "ΔF1"):
         table.add_column(col, justify="left" if col in ("variant", "group") else "right", no_wrap=True)
-    for name, group, m, drop in variant_rows(results):
-        d = f"{(0.0 - drop['f1']) * 100:+.1f}" if drop else ""
+    for name, group, m, delta in variant_rows(results):
+        d = f"{delta['f1'] * 100:+.1f}" if delta else ""  # ΔF1 = variant - clean, as in results.json
         table.add_row(
             name,
             group,
@@ -70,7 +70,7 @@ def print_table(results: dict, console=None) -> None:
     if len(groups) > 1:
         table.add_section()
         for group, m in groups.items():
-            d = f"{(0.0 - m['drop_f1']) * 100:+.1f}" if "drop_f1" in m else ""
+            d = f"{m['delta_f1'] * 100:+.1f}" if "delta_f1" in m else ""
             table.add_row(
                 f"mean {group}",
                 "",
