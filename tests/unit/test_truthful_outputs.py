@@ -41,3 +41,85 @@ def test_delta_f1_is_variant_minus_clean_in_table_and_results_json():
     print_table(results, Console(file=buf, width=200))
     blur_row = next(line for line in buf.getvalue().splitlines() if "blur@3" in line)
     assert blur_row.rstrip(" │").split()[-1] == "-20.0"
+
+
+def _synthetic_embeddings(tmp_path):
+    """An EmbeddingsReport over random arrays: one model with an active bottleneck, two shifted variants."""
+    import numpy as np
+
+    from vittle_cli.inspect.embeddings import EmbeddingsReport, VariantMetric, _pair_metrics
+
+    rng = np.random.default_rng(0)
+    variants = [("clean", "clean"), ("blur@3", "visual"), ("typo@3", "text")]
+    arrays = {}
+    for name, _ in variants:
+        for modality in ("visual", "text"):
+            for stage, scale in (("before", 0.3), ("after", 0.1)):
+                base = rng.normal(size=(24, 8)).astype(np.float32) if name == "clean" else None
+                key = f"model/{name}/{modality}/{stage}"
+                clean_key = f"model/clean/{modality}/{stage}"
+                arrays[key] = (
+                    base
+                    if base is not None
+                    else arrays[clean_key]
+                    + scale * (1 + len(name)) * rng.normal(size=(24, 8)).astype(np.float32)
+                )
+    report = EmbeddingsReport(
+        out=str(tmp_path),
+        suite="s",
+        models=[{"tag": "model", "source": "m", "layers": {"visual": 6, "text": 6},
+                 "bottleneck_active": {"visual": True, "text": True}}],
+        variants=[{"name": n, "group": g} for n, g in variants],
+        question_ids=[str(i) for i in range(24)],
+    )  # fmt: skip
+    for name, group in variants[1:]:
+        for modality in ("visual", "text"):
+            for stage in ("before", "after"):
+                cos, jsd, n = _pair_metrics(
+                    arrays[f"model/clean/{modality}/{stage}"], arrays[f"model/{name}/{modality}/{stage}"]
+                )
+                report.metrics.append(VariantMetric("model", name, group, modality, stage, cos, jsd, n))
+    return report, arrays
+
+
+def test_embeddings_shift_mean_is_one_number_in_table_histogram_and_pca(tmp_path, monkeypatch):
+    import re
+    from types import SimpleNamespace
+
+    import vittle_cli.inspect.figures as figures
+    from vittle_cli.inspect.embeddings import _write_outputs, render_embeddings_report
+
+    report, arrays = _synthetic_embeddings(tmp_path)
+    figs = []
+    monkeypatch.setattr(figures, "save_figure", lambda fig, path: figs.append(fig) or path)
+    chosen = [SimpleNamespace(name=v["name"], group=v["group"]) for v in report.variants[1:]]
+    _write_outputs(report, arrays, "clean", chosen, tmp_path)
+    buf = io.StringIO()
+    render_embeddings_report(report, Console(file=buf, width=250))
+    row = next(line for line in buf.getvalue().splitlines() if "shift mean (all shifts)" in line)
+    visual_cos_after = re.findall(r"([0-9.]+)->([0-9.]+)", row)[0][1]  # visual cosine distance, after
+    pca, hist = figs
+    pca_titles = [ax.get_title() for ax in pca.axes]
+    assert any(
+        f"after bottleneck | visual tokens" in t and f"cos {visual_cos_after}" in t for t in pca_titles
+    )
+    legend = [t.get_text() for t in hist.axes[0].get_legend().get_texts()]
+    assert f"m after bottleneck (shift mean {visual_cos_after})" in legend
+
+
+def test_cosine_histogram_draws_outlines_so_before_is_not_hidden_under_after(tmp_path, monkeypatch):
+    import numpy as np
+
+    import vittle_cli.inspect.figures as figures
+
+    figs = []
+    monkeypatch.setattr(figures, "save_figure", lambda fig, path: figs.append(fig) or path)
+    rng = np.random.default_rng(1)
+    clean = rng.normal(size=(30, 6))
+    items = [
+        {"label": stage, "clean": clean, "shifted": [clean + scale * rng.normal(size=(30, 6))]}
+        for stage, scale in (("before", 0.5), ("after", 0.5))
+    ]
+    figures.cosine_hist_figure({"visual": items}, tmp_path / "h.png")
+    patches = figs[0].axes[0].patches
+    assert patches and not any(p.get_fill() for p in patches)

@@ -252,17 +252,21 @@ def _write_outputs(
             for stage in STAGES if active else ("after",):  # without a bottleneck, before == after
                 key = f"{m['tag']}/{{}}/{modality}/{stage}"
                 label = m["source"] + (f" {stage} bottleneck" if active else "")
-                jsd = _mean(report, m["tag"], [v.name for v in chosen], modality, stage, "jsd")
-                jsd_text = "n/a" if jsd is None else f"{jsd:.4f}"
+                names = [v.name for v in chosen]
+                shift = _fmt(_mean(report, m["tag"], names, modality, stage, "cosine_distance"))
+                jsd = _fmt(_mean(report, m["tag"], names, modality, stage, "jsd"))
                 clean = arrays[key.format(clean_name)]
                 panels.append({
-                    "title": f"{label} | {modality} tokens, layer {m['layers'][modality]} | mean JSD {jsd_text}",
+                    "title": f"{label} | {modality} tokens, layer {m['layers'][modality]} | "
+                    f"shift mean: cos {shift}, JSD {jsd}",
                     "clean": clean,
                     "shifted": [(v.group, arrays[key.format(v.name)]) for v in chosen],
                 })  # fmt: skip
-                hist[modality].append(
-                    {"label": label, "clean": clean, "shifted": [arrays[key.format(v.name)] for v in chosen]}
-                )
+                hist[modality].append({
+                    "label": f"{label} (shift mean {shift})",
+                    "clean": clean,
+                    "shifted": [arrays[key.format(v.name)] for v in chosen],
+                })  # fmt: skip
     pca_figure(panels, out_dir / "pca.png")
     cosine_hist_figure(hist, out_dir / "cosine_hist.png")
     report.files = [ARRAYS_FILE, MANIFEST_FILE, "pca.png", "cosine_hist.png"]
@@ -299,6 +303,19 @@ def render_embeddings_report(report: EmbeddingsReport, console) -> None:
                     for attr in ("cosine_distance", "jsd")
                 ]
                 table.add_row(name, group, *cells, style="bold" if name.startswith("mean (") else None)
+        # The shift mean: mean over every shifted variant, the number pca.png and cosine_hist.png show too.
+        every = [v["name"] for v in report.variants[1:]]
+        table.add_section()
+        table.add_row(
+            "shift mean (all shifts)",
+            "",
+            *[
+                _cell(report, m, every, mod, attr)
+                for mod in MODALITIES
+                for attr in ("cosine_distance", "jsd")
+            ],
+            style="bold",
+        )
         console.print(table)
     if len(report.models) > 1:
         table = Table(title="side by side: group means of cosine distance / JSD after the bottleneck layer")
@@ -324,6 +341,10 @@ def _mean(
     vals = [getattr(report.lookup(tag, n, modality, stage), attr, None) for n in names]
     vals = [x for x in vals if x is not None]
     return float(np.mean(vals)) if vals else None
+
+
+def _fmt(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.4f}"
 
 
 def _cell(report: EmbeddingsReport, m: dict, names: list[str], modality: str, attr: str) -> str:

@@ -68,8 +68,12 @@ def pca_figure(panels: list[dict], out: Path) -> Path:
 def cosine_hist_figure(series: dict[str, list[dict]], out: Path) -> Path:
     """Per modality, overlaid histograms of per-sample clean-vs-shifted cosine distance.
 
+    Outlines, not filled bars: "before" and "after" the bottleneck share bins and often overlap, and a
+    filled "after" drawn on top would hide "before".
+
     Args:
         series: modality -> [{"label", "clean" (n, d), "shifted": [(n, d), ...]}]; shifted variants pooled.
+            The label carries the shift mean (embeddings.py), the same number as the table's.
     """
     plt = _pyplot()
     fig, axes = plt.subplots(1, len(series), figsize=(5.4 * len(series), 3.8), squeeze=False)
@@ -87,7 +91,7 @@ def cosine_hist_figure(series: dict[str, list[dict]], out: Path) -> Path:
             bins = np.histogram_bin_edges(np.concatenate(values), bins=40)  # one grid: bars line up
             for label, v in pooled:
                 if v.size:
-                    ax.hist(v, bins=bins, alpha=0.5, label=f"{label} (mean {v.mean():.3g})")
+                    ax.hist(v, bins=bins, histtype="step", linewidth=1.6, label=label)
         ax.set_title(f"{modality} tokens", fontsize=10)
         ax.set_xlabel("cosine distance, clean vs shifted (paired)")
         ax.set_ylabel("samples")
