@@ -101,7 +101,7 @@ def test_embeddings_shift_mean_is_one_number_in_table_histogram_and_pca(tmp_path
     pca, hist = figs
     pca_titles = [ax.get_title() for ax in pca.axes]
     assert any(
-        f"after bottleneck | visual tokens" in t and f"cos {visual_cos_after}" in t for t in pca_titles
+        "after bottleneck | visual tokens" in t and f"cos {visual_cos_after}" in t for t in pca_titles
     )
     legend = [t.get_text() for t in hist.axes[0].get_legend().get_texts()]
     assert f"m after bottleneck (shift mean {visual_cos_after})" in legend
