@@ -75,3 +75,19 @@ def test_not_a_run(tmp_path):
     (tmp_path / "config.json").write_text("{}")
     with pytest.raises(UsageError, match="inspect model"):
         run_inspect_run(str(tmp_path))
+
+
+def test_run_report_shows_the_layers_and_deepspeed_the_run_used(run_dir):
+    # Issue 11: not "layer_v=default" and "deepspeed None" but what the run actually used.
+    (run_dir / "checkpoint-10" / "vittle_config.json").write_text(json.dumps({"layer_v": 6, "layer_t": 5}))
+    r = run_inspect_run(str(run_dir))
+    assert "layer_v=6 layer_t=5" in r.recipe["bottleneck"]
+    assert r.recipe["deepspeed"] == "off"
+    (run_dir / "config.yaml").write_text(
+        "model: {name: builtin:tiny-llava}\nbottleneck: {layer_v: 3}\ntrain: {max_steps: 30, deepspeed: zero3}\n"
+    )
+    for folder in ("checkpoint-10", "checkpoint-20", "checkpoint-3", "final"):
+        (run_dir / folder / "vittle_config.json").unlink(missing_ok=True)
+    r = run_inspect_run(str(run_dir))
+    assert r.recipe["deepspeed"] == "zero3"
+    assert "layer_v=3 layer_t=3" in r.recipe["bottleneck"]

@@ -82,9 +82,10 @@ def _recipe_summary(run_dir: Path) -> dict:
     m, d, b, t = (raw.get(k) or {} for k in ("model", "data", "bottleneck", "train"))
     lora, qlora = t.get("lora") or {}, t.get("qlora") or {}
     tuning = "qlora" if qlora.get("enabled") else "lora" if lora.get("enabled") else "full"
+    layer_v, layer_t = _layers_used(run_dir, b)
     bn = (
         f"{b.get('prior', 'F')} beta_v={b.get('beta_v')} beta_t={b.get('beta_t')} alpha_end={b.get('alpha_end')} "
-        f"layer_v={_or_default(b.get('layer_v'))} layer_t={_or_default(b.get('layer_t'))}"
+        f"layer_v={layer_v} layer_t={layer_t}"
         if b.get("enabled", True)
         else "off"
     )
@@ -93,7 +94,7 @@ def _recipe_summary(run_dir: Path) -> dict:
         "data": d.get("train"),
         "bottleneck": bn,
         "tuning": tuning,
-        "deepspeed": t.get("deepspeed"),
+        "deepspeed": t.get("deepspeed") or "off",
         "steps": t.get("max_steps") if t.get("max_steps") else f"{t.get('epochs')} epochs",
         "batch": f"{t.get('per_device_batch_size')} x {t.get('gradient_accumulation_steps')} accum",
         "lr": f"{t.get('lr')} {t.get('scheduler')}",
@@ -194,8 +195,20 @@ def render_run_report(report: RunReport, console) -> None:
         console.print(f"loss curve: {report.loss_png}")
 
 
-def _or_default(value) -> str:
-    return "default (0.75 n_layers)" if value is None else str(value)
+def _layers_used(run_dir: Path, section: dict) -> tuple[str, str]:
+    """(layer_v, layer_t) as trained: the resolved layers saved with final/ or the newest checkpoint (a recipe
+    that leaves them unset gets round(0.75 n_layers) only once the model is loaded)."""
+    saved = [run_dir / FINAL_DIR, *(p for _, p in reversed(layout.list_checkpoints(run_dir)))]
+    for folder in saved:
+        try:
+            config = json.loads((folder / VITTLE_CONFIG).read_text(encoding="utf-8"))
+            return str(config["layer_v"]), str(config["layer_t"])
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+    layer_v = section.get("layer_v")
+    layer_v = "round(0.75 n_layers), resolved when the model loads" if layer_v is None else str(layer_v)
+    layer_t = section.get("layer_t")
+    return layer_v, layer_v if layer_t is None else str(layer_t)  # an unset text layer follows the visual one
 
 
 def _fmt(value) -> str:
