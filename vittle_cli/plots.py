@@ -7,7 +7,8 @@ from pathlib import Path
 
 from vittle_cli.fileio import save_figure
 
-LOSS_KEYS = ("loss", "ce", "kl_v", "kl_t")
+LOSS_KEYS = ("loss", "ce")
+KL_KEYS = ("kl_v", "kl_t")  # their own panel: KL is orders of magnitude below CE, a flat zero on CE's axis
 
 
 def read_metrics(metrics_jsonl: Path) -> list[dict]:
@@ -25,7 +26,8 @@ def read_metrics(metrics_jsonl: Path) -> list[dict]:
 
 
 def plot_metrics(metrics_jsonl: Path, out_png: Path) -> Path:
-    """Render loss / ce / kl_v / kl_t (left) and alpha (right) against step into a PNG, atomically.
+    """Render loss / ce (left), kl_v / kl_t (middle, own axis) and alpha (right) against step into a PNG,
+    atomically.
 
     Args:
         metrics_jsonl: a run's metrics.jsonl ({"step", "loss", "ce", "kl_v", "kl_t", "alpha", ...} per line).
@@ -39,16 +41,20 @@ def plot_metrics(metrics_jsonl: Path, out_png: Path) -> Path:
     import matplotlib.pyplot as plt
 
     rows = [r for r in read_metrics(metrics_jsonl) if "step" in r]
-    fig, (ax_loss, ax_alpha) = plt.subplots(1, 2, figsize=(10, 3.6))
-    for key in LOSS_KEYS:
-        pts = [(r["step"], r[key]) for r in rows if r.get(key) is not None]
-        if pts:
-            ax_loss.plot(*zip(*pts, strict=True), label=key)
-    ax_loss.set_xlabel("step")
-    ax_loss.set_ylabel("value")
-    ax_loss.set_title("loss terms")
-    if ax_loss.lines:
-        ax_loss.legend()
+    fig, (ax_loss, ax_kl, ax_alpha) = plt.subplots(1, 3, figsize=(14, 3.6))
+    for ax, keys, title in (
+        (ax_loss, LOSS_KEYS, "loss terms"),
+        (ax_kl, KL_KEYS, "KL to the prior (per token)"),
+    ):
+        for key in keys:
+            pts = [(r["step"], r[key]) for r in rows if r.get(key) is not None]
+            if pts:
+                ax.plot(*zip(*pts, strict=True), label=key)
+        ax.set_xlabel("step")
+        ax.set_ylabel("value")
+        ax.set_title(title)
+        if ax.lines:
+            ax.legend()
     pts = [(r["step"], r["alpha"]) for r in rows if r.get("alpha") is not None]
     if pts:
         ax_alpha.plot(*zip(*pts, strict=True), color="tab:purple")

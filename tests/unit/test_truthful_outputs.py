@@ -100,9 +100,7 @@ def test_embeddings_shift_mean_is_one_number_in_table_histogram_and_pca(tmp_path
     visual_cos_after = re.findall(r"([0-9.]+)->([0-9.]+)", row)[0][1]  # visual cosine distance, after
     pca, hist = figs
     pca_titles = [ax.get_title() for ax in pca.axes]
-    assert any(
-        "after bottleneck | visual tokens" in t and f"cos {visual_cos_after}" in t for t in pca_titles
-    )
+    assert any("after bottleneck | visual tokens" in t and f"cos {visual_cos_after}" in t for t in pca_titles)
     legend = [t.get_text() for t in hist.axes[0].get_legend().get_texts()]
     assert f"m after bottleneck (shift mean {visual_cos_after})" in legend
 
@@ -123,3 +121,21 @@ def test_cosine_histogram_draws_outlines_so_before_is_not_hidden_under_after(tmp
     figures.cosine_hist_figure({"visual": items}, tmp_path / "h.png")
     patches = figs[0].axes[0].patches
     assert patches and not any(p.get_fill() for p in patches)
+
+
+def test_loss_png_draws_kl_on_its_own_axis(tmp_path, monkeypatch):
+    import json
+
+    import vittle_cli.plots as plots
+
+    figs = []
+    monkeypatch.setattr(plots, "save_figure", lambda fig, path: figs.append(fig) or path)
+    rows = [{"step": s, "loss": 3.0 - s / 100, "ce": 3.0 - s / 100, "kl_v": 1e-3 * s, "kl_t": 2e-3 * s,
+             "alpha": 0.01 * s} for s in range(1, 11)]  # fmt: skip
+    src = tmp_path / "metrics.jsonl"
+    src.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    plots.plot_metrics(src, tmp_path / "loss.png")
+    owner = {line.get_label(): ax for ax in figs[0].axes for line in ax.lines}
+    assert owner["kl_v"] is owner["kl_t"] and owner["kl_v"] is not owner["ce"]
+    low, high = owner["kl_v"].get_ylim()
+    assert high - low < 0.1  # scaled to KL (0.001-0.02), not to CE (about 3)
