@@ -36,6 +36,12 @@ class DataError(VittleError):
     """Training or evaluation data that cannot be used as given (missing files, bad samples)."""
 
 
+class MissingDataError(DataError):
+    """A data source (file or folder) that does not exist: fixable before anything runs, so exit 2."""
+
+    exit_code = 2
+
+
 class ModelError(VittleError):
     """A model that cannot be loaded or cannot host the bottleneck (unknown family, bad layer index)."""
 

@@ -189,3 +189,24 @@ def test_dry_run_with_two_processes_shows_the_launch_command(tmp_path, capsys):
     # the children get the run directory the parent resolved (output.run_name=null -> the recipe's stem)
     assert "torch.distributed.run --nproc-per-node 2" in out and "output.run_name=tiny" in out
     assert '"stage": 3' in out
+
+
+def test_dry_run_with_missing_data_is_exit_2(tmp_path, capsys):
+    code = vittle("train", RECIPE, "--dry-run", f"output.dir={tmp_path}", f"data.train={tmp_path}/none.json")
+    assert code == 2
+    assert "no such file or folder" in capsys.readouterr().err
+
+
+def test_dry_run_always_shows_global_batch_steps_alpha_and_run_dir(tmp_path, capsys, monkeypatch):
+    # A model that cannot be read (not cached, offline): the steps still come from the data alone.
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    code = vittle("train", RECIPE, "--dry-run", f"output.dir={tmp_path}", "model.name=nobody/not-cached",
+                  "data.limit=100", "train.max_steps=null", "train.epochs=1", "train.per_device_batch_size=8",
+                  "train.gradient_accumulation_steps=2", "--nproc-per-node", "2")  # fmt: skip
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "model not inspected" in out
+    assert "global batch: 32" in out  # 8 x 2 x 2
+    assert "total optimizer steps: 4" in out  # ceil(ceil(100 / 16) / 2)
+    assert "alpha: start " in out and ", middle " in out and ", end " in out
+    assert f"run dir: {tmp_path}/tiny" in out

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from vittle_cli.errors import DataError
+from vittle_cli.errors import DataError, MissingDataError
 from vittle_cli.fileio import read_utf8
 
 LLAVA, MESSAGES = "llava", "messages"
@@ -199,7 +199,7 @@ def load_source(spec: str, image_root: str | None = None, cache_dir: Path | None
 
     path = Path(spec).expanduser()
     if not path.exists():
-        raise DataError(
+        raise MissingDataError(
             f"data source {spec}: no such file or folder; check data.train / data.eval (a hub data set must be "
             "downloaded first, e.g. with datasets' load_dataset(...).save_to_disk(folder))"
         )

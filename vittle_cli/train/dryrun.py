@@ -45,14 +45,23 @@ def _skeleton(recipe):
     return model, processor
 
 
-def build_plan(recipe, *, world_size: int = 1, launch_command: list[str] | None = None) -> TrainPlan:
-    """Everything `--dry-run` shows; parts that cannot be computed offline become notes, not errors."""
+def build_plan(
+    recipe, *, world_size: int = 1, launch_command: list[str] | None = None, run_dir=None
+) -> TrainPlan:
+    """Everything `--dry-run` shows; parts of the model that cannot be read offline become notes.
+
+    Raises:
+        DataError: the training data is missing or unusable (the run would fail on it too).
+    """
     from vittle_cli.recipe import dump_recipe
 
+    t = recipe.train
     plan = TrainPlan(
         recipe_yaml=dump_recipe(recipe),
         bottleneck=recipe.bottleneck.enabled,
         world_size=world_size,
+        global_batch=t.per_device_batch_size * t.gradient_accumulation_steps * world_size,
+        run_dir=None if run_dir is None else str(run_dir),
         launch_command=launch_command,
     )
     model = processor = config = None
@@ -75,16 +84,7 @@ def build_plan(recipe, *, world_size: int = 1, launch_command: list[str] | None 
         if (bottleneck := get_bottleneck(model)) is not None:
             config = bottleneck.config
         plan.parameters = parameter_summary(model)
-    if processor is not None:
-        try:
-            from vittle_cli.data import build_train_dataset
-
-            dataset, report = build_train_dataset(recipe.data, processor, seed=recipe.train.seed)
-            plan.n_samples = len(dataset)
-            plan.data_summary = report.summary()
-        except Exception as err:
-            plan.notes.append(f"data not inspected: {type(err).__name__}: {err}")
-    t = recipe.train
+    _add_data(plan, recipe, processor)
     if t.max_steps or plan.n_samples:
         plan.total_steps = total_optimizer_steps(
             plan.n_samples or 0,
@@ -102,6 +102,27 @@ def build_plan(recipe, *, world_size: int = 1, launch_command: list[str] | None 
         plan.deepspeed_config = resolve_deepspeed_config(t.deepspeed)
     _add_memory_plan(plan, recipe)
     return plan
+
+
+def _add_data(plan: TrainPlan, recipe, processor) -> None:
+    """Samples of data.train: checked as training checks them when the processor is at hand, else counted
+    from the data alone (so the step count never depends on the model being cached)."""
+    if processor is not None:
+        from vittle_cli.data import build_train_dataset
+
+        dataset, report = build_train_dataset(recipe.data, processor, seed=recipe.train.seed)
+        plan.n_samples = len(dataset)
+        plan.data_summary = report.summary()
+        return
+    from vittle_cli.data.sources import load_source
+    from vittle_cli.model.builtin import cache_root
+
+    source = load_source(recipe.data.train, recipe.data.image_root, cache_root() / "datasets")
+    limit = recipe.data.limit
+    plan.n_samples = len(source) if limit is None else min(limit, len(source))
+    plan.data_summary = (
+        f"{recipe.data.train}: {plan.n_samples} samples (counted; not checked without the processor)"
+    )
 
 
 def _add_memory_plan(plan: TrainPlan, recipe) -> None:
@@ -147,10 +168,16 @@ def print_plan(plan: TrainPlan, console) -> None:
     if plan.n_samples is not None:
         console.print(f"training samples: {plan.n_samples:,}")
     console.print(f"world size: {plan.world_size}")
+    if plan.global_batch is not None:
+        console.print(f"global batch: {plan.global_batch} (per device x accumulation x world size)")
     steps = f"{plan.total_steps:,}" if plan.total_steps else "unknown"
     console.print(f"total optimizer steps: {steps}")
     if plan.alphas:
         console.print("alpha: " + ", ".join(f"{k} {v:.4f}" for k, v in plan.alphas.items()))
+    elif not plan.bottleneck:
+        console.print("alpha: none (baseline, no bottleneck)")
+    if plan.run_dir is not None:
+        console.print(f"run dir: {escape(plan.run_dir)}")
     if plan.deepspeed_config is not None:
         console.print("[bold]DeepSpeed config[/]")
         console.print(escape(json.dumps(plan.deepspeed_config, indent=2)), highlight=False)

@@ -106,7 +106,7 @@ def run_train_command(
     if dry_run:
         from vittle_cli.train.dryrun import build_plan, print_plan
 
-        plan = build_plan(recipe, world_size=launch.world_size, launch_command=command)
+        plan = build_plan(recipe, world_size=launch.world_size, launch_command=command, run_dir=run_dir)
         print_plan(plan, Console(highlight=False, soft_wrap=True))
         return 0
     # Fail fast, before any process starts: the run directory and the checkpoint to resume.

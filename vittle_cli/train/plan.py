@@ -59,6 +59,8 @@ class TrainPlan:
     n_samples: int | None = None
     data_summary: str | None = None
     world_size: int = 1
+    global_batch: int | None = None  # per-device batch x accumulation x world size
+    run_dir: str | None = None
     total_steps: int | None = None
     alphas: dict[str, float] = field(default_factory=dict)  # start / middle / end
     deepspeed_config: dict | None = None
