@@ -123,9 +123,18 @@ def _take_debug_flag(args: list[str]) -> tuple[list[str], bool]:
     return kept, len(kept) != len(args)
 
 
+_invoked: list[str] = []
+
+
+def invoked_command() -> list[str]:
+    """The command line `main` is running, as a user would type it (`vittle ...`); [] outside `main`."""
+    return ["vittle", *_invoked] if _invoked else []
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: run the app and exit with vittle's exit codes (0, 1, 2, 130)."""
     args = sys.argv[1:] if argv is None else list(argv)
+    _invoked[:] = args
     args, debug_flag = _take_debug_flag(args)
     if debug_flag:  # accepted anywhere: before or after the subcommand
         os.environ["VITTLE_DEBUG"] = "1"

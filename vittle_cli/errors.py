@@ -42,6 +42,12 @@ class MissingDataError(DataError):
     exit_code = 2
 
 
+class Interrupted(VittleError):
+    """Ctrl-C, with what was kept and the exact command that continues (exit 130, as a shell reports SIGINT)."""
+
+    exit_code = 130
+
+
 class ModelError(VittleError):
     """A model that cannot be loaded or cannot host the bottleneck (unknown family, bad layer index)."""
 

@@ -98,22 +98,51 @@ def eval_run(
     )
     data_vars = {k: str(v) for k, v in (("pope_root", pope_root), ("data_root", data_root)) if v}
     pope_files = {"questions": questions, "labels_dir": labels_dir, "image_root": image_root}
-    run_eval(
-        suite,
-        model,
-        out=out,
-        batch_size=batch_size,
-        limit=limit,
-        device=device,
-        dtype=dtype,
-        max_new_tokens=max_new_tokens,
-        overwrite=overwrite,
-        base=base,
-        data_vars=data_vars or None,
-        pope_files={k: str(v) for k, v in pope_files.items() if v is not None},
-        judge=judge,
-        judge_runs=judge_runs,
-        judge_options=judge_options,
+    try:
+        run_eval(
+            suite,
+            model,
+            out=out,
+            batch_size=batch_size,
+            limit=limit,
+            device=device,
+            dtype=dtype,
+            max_new_tokens=max_new_tokens,
+            overwrite=overwrite,
+            base=base,
+            data_vars=data_vars or None,
+            pope_files={k: str(v) for k, v in pope_files.items() if v is not None},
+            judge=judge,
+            judge_runs=judge_runs,
+            judge_options=judge_options,
+        )
+    except KeyboardInterrupt:
+        from vittle_cli.errors import Interrupted
+
+        raise Interrupted(_interrupted_message(suite, model, out)) from None
+
+
+def _interrupted_message(suite: str, model: str, out: Path | None) -> str:
+    """How many answers the cache kept and the command that continues (it skips what is cached)."""
+    import shlex
+    import sys
+
+    from vittle_cli.cli import invoked_command
+
+    if out is None:
+        from vittle_cli.data.shift.suite import load_suite
+        from vittle_cli.eval.runner import default_out_dir
+
+        try:
+            out = default_out_dir(model, load_suite(suite).name)
+        except Exception:  # the suite itself was the problem: say no more than what is known
+            return "interrupted before any answer was kept"
+    cache = Path(out) / "predictions.jsonl"
+    kept = sum(1 for line in cache.open(encoding="utf-8") if line.strip()) if cache.is_file() else 0
+    command = invoked_command() or ["vittle", *sys.argv[1:]]
+    return (
+        f"interrupted; kept {kept} answers in {cache}; continue with the same command (cached answers are "
+        f"not asked again): {shlex.join(command)}"
     )
 
 

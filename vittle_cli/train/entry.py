@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass
 
-from vittle_cli.errors import UsageError
+from vittle_cli.errors import Interrupted, UsageError
 
 
 @dataclass
@@ -50,6 +50,42 @@ def child_argv(
     if allow_changes:
         argv.append("--allow-changes")
     return argv
+
+
+def interrupted_message(
+    run_dir, recipe_path: str, overrides: list[str], launch: LaunchOptions, recipe
+) -> str:
+    """What an interrupted run kept and the exact command that continues it."""
+    import shlex
+
+    from vittle_cli.layout import list_checkpoints
+
+    defaults = LaunchOptions()
+    flags = []
+    for name in (
+        "nproc_per_node",
+        "nnodes",
+        "node_rank",
+        "master_addr",
+        "master_port",
+        "launcher",
+        "hostfile",
+    ):
+        value = getattr(launch, name)
+        if value != getattr(defaults, name):
+            flags += [f"--{name.replace('_', '-')}", str(value)]
+    command = ["vittle", "train", recipe_path, *overrides, *flags]
+    checkpoints = list_checkpoints(run_dir)
+    if not checkpoints:
+        return (
+            f"interrupted before the first checkpoint (one every output.save_steps={recipe.output.save_steps} "
+            f"steps): nothing in {run_dir} to resume; start again with: {shlex.join(command)}"
+        )
+    step, folder = checkpoints[-1]
+    return (
+        f"interrupted; kept {folder} (step {step}) in {run_dir}; later steps are lost; "
+        f"resume with: {shlex.join([*command, '--resume'])}"
+    )
 
 
 def run_train_command(
@@ -120,22 +156,31 @@ def run_train_command(
     if relaunch:
         from vittle_cli.train.launch import run_launch
 
-        return run_launch(command, console=console)
+        code = run_launch(command, console=console)
+        if code == 130:
+            raise Interrupted(interrupted_message(run_dir, recipe_path, overrides, launch, recipe))
+        return code
 
+    from vittle_cli.train.launch import is_distributed_child
     from vittle_cli.train.run import run_train
 
     argv = ["vittle", "train", recipe_path, *overrides]
     argv += (["--resume", resume] if resume else []) + (["--overwrite"] if overwrite else [])
     argv += ["--allow-changes"] if allow_changes else []
-    result = run_train(
-        recipe,
-        recipe_path=recipe_path,
-        resume=resume,
-        overwrite=overwrite,
-        console=console,
-        command=argv,
-        allow_changes=allow_changes,
-    )
+    try:
+        result = run_train(
+            recipe,
+            recipe_path=recipe_path,
+            resume=resume,
+            overwrite=overwrite,
+            console=console,
+            command=argv,
+            allow_changes=allow_changes,
+        )
+    except KeyboardInterrupt:
+        if is_distributed_child():  # the launching parent says it once, for all ranks
+            raise
+        raise Interrupted(interrupted_message(run_dir, recipe_path, overrides, launch, recipe)) from None
     from vittle_cli.train.plan import WorldInfo
 
     if WorldInfo.from_env().is_main:
