@@ -10,7 +10,7 @@ import pytest
 import yaml
 from rich.console import Console
 
-from vittle_cli.errors import UsageError
+from vittle_cli.errors import DataError, UsageError
 from vittle_cli.eval.compare import run_compare
 from vittle_cli.eval.runner import run_eval
 
@@ -195,29 +195,13 @@ def test_compare_reports_deltas(suite_file, tmp_path):
         run_compare([str(a), str(tmp_path / "nothing")])
 
 
-def test_pope_suite_in_llava_layout_with_a_short_label_file(tmp_path):
-    """The shipped `pope` suite on a small POPE folder (--pope-root): per-split label ids as in the POPE
-    repository, and a random label file one row short; unlabelled questions are neither asked nor scored."""
-    from PIL import Image
+@pytest.mark.parametrize("layout", ["llava", "hf"])
+def test_pope_suite_on_real_layouts_asks_every_question_once_with_one_instruction(tmp_path, layout):
+    """The shipped `pope` suite on a small POPE folder (--pope-root); the join rule of each split is in
+    results.json; a label file that cannot label every question stops the run before the model loads."""
+    from pope_fixtures import SUFFIX, make_hf_layout, make_llava_layout
 
-    root = tmp_path / "pope"
-    (root / "val2014").mkdir(parents=True)
-    (root / "coco").mkdir()
-    for i in range(2):
-        Image.new("RGB", (64, 48), (0, 90 * i, 0)).save(root / "val2014" / f"COCO_val2014_{i:012d}.jpg")
-    questions, qid = [], 1
-    for split in ("adversarial", "popular", "random"):
-        labels = []
-        for k, obj in enumerate(["dog", "cat", "car", "bus"]):
-            row = {"image": f"COCO_val2014_{k % 2:012d}.jpg", "text": f"Is there a {obj} in the image?"}
-            questions.append({"question_id": qid, **row, "category": split})
-            labels.append({"question_id": k + 1, **row, "label": "yes" if k % 2 else "no"})
-            qid += 1
-        if split == "random":
-            labels = labels[:-1]
-        (root / "coco" / f"coco_pope_{split}.json").write_text("".join(json.dumps(r) + "\n" for r in labels))
-    (root / "llava_pope_test.jsonl").write_text("".join(json.dumps(q) + "\n" for q in questions))
-
+    root = (make_llava_layout if layout == "llava" else make_hf_layout)(tmp_path / "pope")
     fake = FakeModel()
     res = run_eval(
         "pope",
@@ -229,24 +213,23 @@ def test_pope_suite_in_llava_layout_with_a_short_label_file(tmp_path):
         cache_dir=tmp_path / "img-cache",
         console=Console(quiet=True),
     )
-    assert len(fake.requests) == 11
-    assert res["metrics"]["clean"]["splits"]["random"]["n"] == 3
-    assert res["metrics"]["clean"]["all"]["n"] == 11
-    report = res["data_report"]["splits"]
-    assert report["random"] == {
-        "questions": 4,
-        "label_rows": 3,
-        "labelled": 3,
-        "unlabelled": 1,
-        "joined_by": "image+text",
-    }
-    assert res["suite"]["data"]["pope"]["questions"] == str(root / "llava_pope_test.jsonl")
-    # the labels followed their questions: "bus" (k=3, yes) is the unlabelled one
-    asked = {r.text.split("\n")[0] for r in fake.requests}
-    assert "Is there a bus in the image?" in asked  # asked in the other splits
-    preds = _lines(tmp_path / "ev" / "predictions.jsonl")
-    assert all(p["label"] == ("yes" if ("cat" in p["text"] or "bus" in p["text"]) else "no") for p in preds)
-    assert not any(p["split"] == "random" and "bus" in p["text"] for p in preds)
+    assert len(fake.requests) == 18 and all(r.text.count(SUFFIX) == 1 for r in fake.requests)
+    assert res["metrics"]["clean"]["all"]["n"] == 18
+    report = res["data_report"]
+    assert report["layout"] == layout
+    if layout == "llava":
+        assert {s: v["joined_by"] for s, v in report["splits"].items()} == {
+            "adversarial": "question_id",
+            "popular": "image+text",
+            "random": "image+text",
+        }
+        labels = root / "coco" / "coco_pope_random.json"
+        labels.write_text("".join(labels.read_text().splitlines(keepends=True)[:-1]))
+        fake = FakeModel()
+        with pytest.raises(DataError, match="1 of 6 questions of split 'random'"):
+            run_eval("pope", "m", out=tmp_path / "ev2", data_vars={"pope_root": str(root)},
+                     generate=fake.generate, load_model=fake.load, console=Console(quiet=True))  # fmt: skip
+        assert fake.loads == 0
 
 
 def test_prefetch_keeps_order_and_raises_producer_errors():

@@ -36,8 +36,14 @@ def eval_run(
     base: str = typer.Option(
         None, "--base", help="Base model of a PEFT adapter, if its config does not name one."
     ),
-    pope_root: Path = typer.Option(
-        None, "--pope-root", help="POPE folder in LLaVA layout (fills ${pope_root})."
+    pope_root: str = typer.Option(
+        None,
+        "--pope-root",
+        help="POPE data, layout detected: a LLaVA eval folder, the POPE repository's output/coco/, "
+        "lmms-lab/POPE parquet file/folder/save_to_disk folder, or the hub id (fills ${pope_root}).",
+    ),
+    pope_layout: str = typer.Option(
+        None, "--pope-layout", help="Force the POPE layout: llava, pope or hf (default: detected)."
     ),
     questions: Path = typer.Option(None, "--questions", help="POPE question file (llava_pope_test.jsonl)."),
     labels_dir: Path = typer.Option(
@@ -54,7 +60,9 @@ def eval_run(
 
       vittle eval --suite shapes-shift --model runs/tiny/final --limit 50
 
-      vittle eval --suite pope-shift --model runs/llava15-vittle-f/final --pope-root playground/data/eval/pope --device cuda
+      vittle eval --suite pope-shift --model runs/llava15-vittle-f/final --pope-root playground/data/eval/pope
+
+      vittle eval --suite pope --model llava-hf/llava-1.5-7b-hf --pope-root POPE/output/coco --image-root coco/val2014
 
       vittle eval compare evals/baseline/pope-shift evals/vittle-f/pope-shift
     """
@@ -71,7 +79,12 @@ def eval_run(
         )
     from vittle_cli.eval.runner import run_eval
 
-    pope_files = {"questions": questions, "labels_dir": labels_dir, "image_root": image_root}
+    pope_files = {
+        "questions": questions,
+        "labels_dir": labels_dir,
+        "image_root": image_root,
+        "layout": pope_layout,
+    }
     run_eval(
         suite,
         model,

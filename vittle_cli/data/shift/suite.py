@@ -102,11 +102,26 @@ class Variant(_Strict):
 
 
 class PopeFiles(_Strict):
-    """POPE in LLaVA form: question jsonl, a folder of coco_pope_<split>.json label files, an image root."""
+    """Where POPE is: a root whose layout is detected (LLaVA folder, POPE repository, lmms-lab/POPE
+    parquet / save_to_disk folder / hub id), and/or explicit files, which win over what the root holds."""
 
-    questions: str
-    labels_dir: str
-    image_root: str
+    root: str | None = None
+    layout: Literal["auto", "llava", "pope", "hf"] = "auto"
+    questions: str | None = None
+    labels_dir: str | None = None
+    image_root: str | None = None
+
+    def unfilled(self) -> list[str]:
+        """Placeholders that still matter: a root placeholder does not once explicit files are given."""
+        fields = [self.questions, self.labels_dir, self.image_root]
+        if not (self.questions or self.labels_dir):
+            fields.append(self.root)
+        return sorted({m for s in fields if s for m in _PLACEHOLDER.findall(s)})
+
+    def without_unfilled_root(self) -> PopeFiles:
+        if self.root and _PLACEHOLDER.search(self.root):
+            return self.model_copy(update={"root": None})
+        return self
 
 
 class PopeData(_Strict):
@@ -125,7 +140,8 @@ class Suite(_Strict):
         default_factory=dict, description="options of the task family (it validates them)"
     )
     data: str | PopeData | dict[str, Any] = Field(
-        description="'builtin:shapes', {pope: {questions, labels_dir, image_root}}, or the task family's form"
+        description="'builtin:shapes', {pope: {root, layout, questions, labels_dir, image_root}}, or the task "
+        "family's form"
     )
     splits: list[str] = Field(default_factory=lambda: ["adversarial", "popular", "random"])
     prompt_suffix: str = DEFAULT_SUFFIX
@@ -175,8 +191,7 @@ class Suite(_Strict):
         """Names of the `${var}` placeholders still unfilled in the data paths."""
         if not isinstance(self.data, PopeData):
             return []
-        f = self.data.pope
-        return sorted({m for s in (f.questions, f.labels_dir, f.image_root) for m in _PLACEHOLDER.findall(s)})
+        return self.data.pope.unfilled()
 
     def with_data(self, variables: dict[str, str] | None = None, **fields: str | None) -> Suite:
         """A copy with `${var}` placeholders filled from `variables` and POPE fields (questions,
@@ -190,9 +205,16 @@ class Suite(_Strict):
         values = {**self.data.pope.model_dump(), **given}
         variables = variables or {}
         filled = {
-            k: _PLACEHOLDER.sub(lambda m: variables.get(m.group(1), m.group(0)), v) for k, v in values.items()
+            k: _PLACEHOLDER.sub(lambda m: variables.get(m.group(1), m.group(0)), v)
+            if isinstance(v, str)
+            else v
+            for k, v in values.items()
         }
-        return self.model_copy(update={"data": PopeData(pope=PopeFiles(**filled))})
+        try:
+            files = PopeFiles(**filled)
+        except ValidationError as e:
+            raise UsageError("; ".join(_format_errors(e)).replace("layout:", "--pope-layout:")) from None
+        return self.model_copy(update={"data": PopeData(pope=files)})
 
 
 def suites_dir() -> Path:
