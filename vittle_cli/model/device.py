@@ -1,0 +1,34 @@
+"""Pick the device and dtype a command runs on: `auto` means the fastest the hardware allows.
+
+`--device auto` is CUDA when a GPU is visible, else the CPU; `--dtype auto` is bfloat16 on a GPU that
+supports it (float16 on older ones) and float32 on the CPU, where half precision is slower, not faster.
+"""
+
+from __future__ import annotations
+
+from vittle_cli.errors import UsageError
+
+DTYPES = ("auto", "float32", "bfloat16", "float16")
+
+
+def resolve_device_dtype(device: str = "auto", dtype: str = "auto") -> tuple[str, str]:
+    """Resolve `auto` values; return (device, dtype) as strings (e.g. ("cuda", "bfloat16")).
+
+    Raises:
+        UsageError: an unknown dtype, or a CUDA device asked for on a machine without one.
+    """
+    import torch
+
+    if dtype not in DTYPES:
+        raise UsageError(f"--dtype must be one of {', '.join(DTYPES)} (got {dtype!r})")
+    device = (device or "auto").strip()
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    elif device.startswith("cuda") and not torch.cuda.is_available():
+        raise UsageError(f"--device {device}: no CUDA device is visible here; use --device cpu or auto")
+    if dtype == "auto":
+        if device.startswith("cuda"):
+            dtype = "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
+        else:
+            dtype = "float32"
+    return device, dtype
