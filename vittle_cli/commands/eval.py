@@ -25,8 +25,12 @@ def eval_run(
     out: Path = typer.Option(None, "--out", "-o", help="Output folder (default: evals/<model>/<suite>)."),
     batch_size: int = typer.Option(16, "--batch-size", help="Sequences per forward pass."),
     limit: int = typer.Option(None, "--limit", help="Only the first N questions of each split."),
-    device: str = typer.Option("cpu", "--device", help="torch device, e.g. cuda, cuda:1, cpu."),
-    dtype: str = typer.Option("float32", "--dtype", help="float32, bfloat16 or float16."),
+    device: str = typer.Option(
+        "auto", "--device", help="auto (CUDA when present, else CPU), or a torch device: cuda, cuda:1, cpu."
+    ),
+    dtype: str = typer.Option(
+        "auto", "--dtype", help="auto (bfloat16 on CUDA, float32 on CPU), float32, bfloat16 or float16."
+    ),
     max_new_tokens: int = typer.Option(
         None, "--max-new-tokens", help="Answer length cap (default: the suite's)."
     ),
@@ -51,6 +55,13 @@ def eval_run(
     ),
     image_root: Path = typer.Option(None, "--image-root", help="Folder of the POPE images (COCO val2014)."),
     list_suites: bool = typer.Option(False, "--list-suites", help="List the shipped suites and exit."),
+    nproc_per_node: int = typer.Option(
+        1, "--nproc-per-node", min=1, help="Processes (GPUs) per node; questions are sharded by image."
+    ),
+    nnodes: int = typer.Option(1, "--nnodes", min=1, help="Number of nodes."),
+    node_rank: int = typer.Option(0, "--node-rank", min=0, help="This node's rank (multi-node torchrun)."),
+    master_addr: str = typer.Option("127.0.0.1", "--master-addr", help="Address of the rank-0 node."),
+    master_port: int = typer.Option(29500, "--master-port", help="Port of the rank-0 node."),
 ) -> None:
     """Evaluate a model on a robustness suite: clean + visual, text and joint shifts.
 
@@ -62,9 +73,7 @@ def eval_run(
 
       vittle eval --suite pope-shift --model runs/llava15-vittle-f/final --pope-root playground/data/eval/pope
 
-      vittle eval --suite pope --model llava-hf/llava-1.5-7b-hf --pope-root POPE/output/coco --image-root coco/val2014
-
-      vittle eval compare evals/baseline/pope-shift evals/vittle-f/pope-shift
+      vittle eval --suite pope-shift --model runs/vittle-f/final --pope-root lmms-lab/POPE --nproc-per-node 8
     """
     if ctx.invoked_subcommand is not None:
         return
@@ -77,6 +86,12 @@ def eval_run(
         raise UsageError(
             "vittle eval needs --suite and --model (see vittle eval --help, vittle eval --list-suites)"
         )
+    from vittle_cli.launch import LaunchOptions, is_distributed_child
+
+    launch = LaunchOptions(nproc_per_node, nnodes, node_rank, master_addr, master_port)
+    if launch.wants_launch and not is_distributed_child():
+        _relaunch(ctx, launch)
+        return
     from vittle_cli.eval.runner import run_eval
 
     pope_files = {
@@ -99,6 +114,37 @@ def eval_run(
         data_vars={"pope_root": str(pope_root)} if pope_root else None,
         pope_files={k: str(v) for k, v in pope_files.items() if v is not None},
     )
+
+
+def _relaunch(ctx: typer.Context, launch) -> None:
+    """Re-run this `vittle eval` under torchrun, one process per shard, and pass its exit code on."""
+    from vittle_cli.eval.runner import prepare_suite
+    from vittle_cli.launch import build_launch_command, run_launch
+
+    p = ctx.params
+    pope_vars = {"pope_root": p["pope_root"]} if p["pope_root"] else None
+    pope_files = {k: p[k] for k in ("questions", "labels_dir", "image_root") if p[k] is not None}
+    prepare_suite(p["suite"], pope_vars, {k: str(v) for k, v in pope_files.items()})  # fail before launching
+    argv = ["eval"]
+    for name, value in p.items():
+        if name in ("list_suites", "nproc_per_node", "nnodes", "node_rank", "master_addr", "master_port"):
+            continue
+        if isinstance(value, bool):
+            argv += [f"--{name.replace('_', '-')}"] if value else []
+        elif value is not None:
+            argv += [f"--{name.replace('_', '-')}", str(value)]
+    command = build_launch_command(
+        argv,
+        command="eval",
+        nproc_per_node=launch.nproc_per_node,
+        nnodes=launch.nnodes,
+        node_rank=launch.node_rank,
+        master_addr=launch.master_addr,
+        master_port=launch.master_port,
+    )
+    code = run_launch(command)
+    if code:
+        raise typer.Exit(code)
 
 
 def _print_suites() -> None:
