@@ -178,18 +178,42 @@ def test_larger_limit_reuses_cached_answers(suite_file, tmp_path):
     assert len(fake.requests) == 4 * 3  # one more question per split, for each variant
 
 
-def test_compare_reports_deltas(suite_file, tmp_path):
+def test_compare_reports_deltas_names_columns_by_model_and_plots_group_means(suite_file, tmp_path):
     a, b = tmp_path / "a", tmp_path / "b"
     ra = _run(suite_file, a, FakeModel())
-    rb = _run(suite_file, b, FakeModel(), max_new_tokens=4)  # same answers, another fingerprint
+    rb = run_eval(str(suite_file), "other-model", out=b, limit=LIMIT, generate=FakeModel().generate,
+                  load_model=FakeModel().load, cache_dir=tmp_path / "c", console=Console(quiet=True))  # fmt: skip
     doc = run_compare([str(a), str(b / "results.json")], out=tmp_path / "cmp", console=Console(quiet=True))
+    assert doc["columns"] == ["fake-model", "other-model"] and doc["metric"] == "f1"
     assert doc["variants"] == [v["name"] for v in ra["variants"]]
     assert doc["values"][1][0] == rb["metrics"]["clean"]["all"]["f1"]
+    assert doc["groups"] == ["clean", "visual", "text", "joint"]
+    assert doc["group_values"][0][2] == ra["summary"]["groups"]["text"]["f1"]
     assert (tmp_path / "cmp" / "compare.png").is_file() and (tmp_path / "cmp" / "compare.json").is_file()
     with pytest.raises(UsageError, match="at least two"):
         run_compare([str(a)])
     with pytest.raises(UsageError, match="no results at"):
         run_compare([str(a), str(tmp_path / "nothing")])
+
+
+def test_compare_refuses_runs_that_measured_different_things_unless_common(suite_file, tmp_path):
+    a, b, c = tmp_path / "a", tmp_path / "b", tmp_path / "c"
+    _run(suite_file, a, FakeModel())
+    run_eval(str(suite_file), "fake-model", out=b, limit=LIMIT + 1, generate=FakeModel().generate,
+             load_model=FakeModel().load, cache_dir=tmp_path / "ic", console=Console(quiet=True))  # fmt: skip
+    with pytest.raises(UsageError, match=r"limit 2 vs 3.*--common"):
+        run_compare([str(a), str(b)], console=Console(quiet=True))
+    doc = run_compare([str(a), str(b)], common=True, console=Console(quiet=True))
+    assert doc["common_questions"] == 3 * LIMIT
+    assert doc["values"][0] == doc["values"][1]  # same fake answers on the same questions
+    other = json.loads((a / "results.json").read_text())
+    other["suite"]["name"] = "another-suite"
+    c.mkdir()
+    (c / "results.json").write_text(json.dumps(other))
+    with pytest.raises(UsageError, match="suite 'mini' vs 'another-suite'"):
+        run_compare([str(a), str(c)], console=Console(quiet=True))
+    with pytest.raises(UsageError, match="unknown metric 'bleu'"):
+        run_compare([str(a), str(a)], metric="bleu", console=Console(quiet=True))
 
 
 @pytest.mark.parametrize("layout", ["llava", "hf"])

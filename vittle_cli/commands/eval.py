@@ -169,9 +169,21 @@ def eval_compare(
         ..., help="results.json files or eval folders; the first is the reference."
     ),
     out: Path = typer.Option(None, "--out", "-o", help="Also write compare.json and compare.png here."),
-    metric: str = typer.Option("f1", "--metric", help="accuracy, precision, recall, f1 or yes_ratio."),
+    metric: str = typer.Option(
+        None,
+        "--metric",
+        help="A metric of the runs' task (POPE: accuracy, precision, recall, f1, yes_ratio); default: its primary one.",
+    ),
+    common: bool = typer.Option(
+        False,
+        "--common",
+        help="Compare on the questions all runs answered (rescored from predictions.jsonl).",
+    ),
 ) -> None:
     """Compare evals side by side: per variant and group mean, with deltas against the first.
+
+    Runs of different suites, splits, --limit or question sets are refused (or, with --common, compared on
+    the questions they share). Columns are named by model.
 
     Examples:
 
@@ -181,7 +193,28 @@ def eval_compare(
     """
     from vittle_cli.eval.compare import run_compare
 
-    run_compare(results, out=out, metric=metric)
+    run_compare(results, out=out, metric=metric, common=common)
+
+
+@eval_app.command("export")
+def eval_export(
+    eval_dir: Path = typer.Argument(..., help="An eval folder (holds predictions.jsonl)."),
+    out: Path = typer.Option(..., "--out", "-o", help="The answer file to write (.jsonl)."),
+    fmt: str = typer.Option("llava", "--format", help="llava (eval_pope.py answer file) or lmms-eval."),
+    variant: str = typer.Option("clean", "--variant", help="Which variant's answers to export."),
+) -> None:
+    """Export an eval's answers in LLaVA's answer-file format or lmms-eval's sample-log format.
+
+    Examples:
+
+      vittle eval export evals/vittle-f/pope --out answers.jsonl
+
+      vittle eval export evals/vittle-f/pope-shift --variant snow@3 --format lmms-eval --out snow.jsonl
+    """
+    from vittle_cli.eval.export import run_export
+
+    n = run_export(eval_dir, out, fmt=fmt, variant=variant)
+    typer.echo(f"wrote {n} answers of {variant} to {out}")
 
 
 def register(app: typer.Typer, inspect_app: typer.Typer) -> None:
