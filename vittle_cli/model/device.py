@@ -1,4 +1,4 @@
-"""Pick the device and dtype a command runs on: `auto` means the fastest the hardware allows.
+"""Device and dtype names shared by every command, and what `auto` resolves to.
 
 `--device auto` is CUDA when a GPU is visible, else the CPU; `--dtype auto` is bfloat16 on a GPU that
 supports it (float16 on older ones) and float32 on the CPU, where half precision is slower, not faster.
@@ -6,9 +6,12 @@ supports it (float16 on older ones) and float32 on the CPU, where half precision
 
 from __future__ import annotations
 
+import torch
+
 from vittle_cli.errors import UsageError
 
-DTYPES = ("auto", "float32", "bfloat16", "float16")
+TORCH_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+DTYPES = ("auto", *TORCH_DTYPES)
 
 
 def resolve_device_dtype(device: str = "auto", dtype: str = "auto") -> tuple[str, str]:
@@ -17,8 +20,6 @@ def resolve_device_dtype(device: str = "auto", dtype: str = "auto") -> tuple[str
     Raises:
         UsageError: an unknown dtype, or a CUDA device asked for on a machine without one.
     """
-    import torch
-
     if dtype not in DTYPES:
         raise UsageError(f"--dtype must be one of {', '.join(DTYPES)} (got {dtype!r})")
     device = (device or "auto").strip()

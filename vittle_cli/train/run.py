@@ -190,7 +190,6 @@ def run_train(
 
     from vittle_cli.data import DataCollator, build_train_dataset
     from vittle_cli.model.attach import get_bottleneck
-    from vittle_cli.model.bottleneck import VittleConfig
     from vittle_cli.model.builtin import resolve_model_source
     from vittle_cli.model.load import load_model_for_recipe
     from vittle_cli.plots import plot_metrics
@@ -246,8 +245,8 @@ def run_train(
 
     progress = RichProgressCallback(console=console)
     callbacks = [MetricsJsonlCallback(run_dir / "metrics.jsonl"), progress]
-    if get_bottleneck(model) is not None:
-        callbacks.insert(0, AlphaCallback(VittleConfig(**recipe.bottleneck.model_dump(exclude={"enabled"}))))
+    if (bottleneck := get_bottleneck(model)) is not None:
+        callbacks.insert(0, AlphaCallback(bottleneck.config))
     if "tensorboard" in recipe.output.report_to and (tb := _tensorboard_callback(run_dir)) is not None:
         callbacks.append(tb)
     trainer = VittleTrainer(
@@ -272,6 +271,10 @@ def run_train(
         plot_metrics(run_dir / "metrics.jsonl", run_dir / "loss.png")
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         torch.distributed.barrier()
+        # Tear the group down explicitly: left to interpreter exit, gloo's threads are destroyed while
+        # still joinable and a rank can die with SIGABRT ("terminate called without an active exception")
+        # after a successful run.
+        torch.distributed.destroy_process_group()
     return TrainResult(
         run_dir=run_dir,
         final_dir=final_dir,
