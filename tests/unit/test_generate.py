@@ -248,23 +248,6 @@ def test_reference_ignores_the_models_generation_settings(diverse, reference):
     assert model.generation_config.repetition_penalty == saved
 
 
-def test_multimodal_rope_models_fall_back_to_the_reference(tiny_llava, monkeypatch):
-    model, processor = tiny_llava
-    calls = []
-
-    def reference(*args, **kwargs):
-        calls.append(args[2])
-        return ["answer"] * len(args[2])
-
-    monkeypatch.setattr(gen, "generate_one_at_a_time", reference)
-    reqs = _requests()[:3]
-    assert gen._uses_multimodal_rope(model) is False
-    monkeypatch.setattr(model.model, "get_rope_index", lambda *a, **k: None, raising=False)
-    progress = []
-    assert generate_answers(model, processor, reqs, on_progress=progress.append) == ["answer"] * 3
-    assert calls == [reqs] and progress == [3]
-
-
 def test_errors_and_empty(diverse):
     model, processor = diverse
     a, b = _images(2)

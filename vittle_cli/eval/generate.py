@@ -6,8 +6,10 @@ about each image, and the [system prompt + image] part of their prompts is ident
 that shared prefix once per image (with the pixel values), copies its KV cache to each of the image's
 questions and only feeds the question suffixes. Pads sit between prefix and suffix with attention mask 0
 and explicit position ids (cumsum(mask) - 1), so every row sees exactly the positions of its unpadded
-prompt. Requests without a shared prefix are generated in left-padded batches. The model is always called
-with `input_ids` (never `inputs_embeds`), so hooks that read them, such as the Vittle bottleneck's, work.
+prompt; M-RoPE families (Qwen2-VL) get their own 3-D positions for the prompt and the matching offset
+afterwards (eval/mrope.py). Requests without a shared prefix are generated in left-padded batches. The
+model is always called with `input_ids` (never `inputs_embeds`), so hooks that read them, such as the
+Vittle bottleneck's, work.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from PIL import Image
 
 from vittle_cli.data.prompt import render_query_prompt
 from vittle_cli.errors import UsageError
+from vittle_cli.eval.mrope import mrope_positions, uses_multimodal_rope
 from vittle_cli.model.attach import image_token_ids, unwrap_model
 
 # Tensors from the processor that are not image inputs of the prefix forward.
@@ -126,13 +129,6 @@ def generate_answers(
     _check_positive(batch_size=batch_size, max_new_tokens=max_new_tokens)
     if not requests:
         return []
-    if _uses_multimodal_rope(model):
-        # Qwen2-VL-style position ids are not cumsum(mask) - 1, so this engine would change the answers:
-        # be slow and exact instead.
-        answers = generate_one_at_a_time(model, processor, requests, max_new_tokens=max_new_tokens)
-        if on_progress is not None:
-            on_progress(len(answers))
-        return answers
     encoded = _encode(processor, requests)
     prefix_groups, plain = _plan(encoded, requests, set(image_token_ids(model)), reuse_prefix)
     decoder = _Decoder(model, processor, max_new_tokens)
@@ -280,6 +276,7 @@ class _State:
     cache: object  # transformers DynamicCache
     mask: torch.Tensor  # (B, cached length)
     next_pos: torch.Tensor  # (B,) position of the next token
+    delta: torch.Tensor  # (B,) position of a text token minus its index in the unpadded prompt (M-RoPE)
 
 
 class _Decoder:
@@ -292,6 +289,7 @@ class _Decoder:
         self.eos = _eos_ids(model, processor)
         self.pad = _pad_id(processor)
         self.cache_kw = _cache_kwarg(model)
+        self.mrope = uses_multimodal_rope(model)
 
     def new_cache(self):
         from transformers import DynamicCache
@@ -314,12 +312,18 @@ class _Decoder:
         return out.logits[:, -1, :]
 
     def prefill(self, seqs: list[list[int]], image_inputs: dict[str, torch.Tensor]) -> _State:
-        """Feed left-padded full sequences into a fresh cache."""
+        """Feed left-padded full sequences into a fresh cache, at the positions of the unpadded prompts
+        (the family's own 3-D positions for M-RoPE models, whose image tokens advance them unevenly)."""
         ids, mask = _left_pad(seqs, self.pad, self.device)
-        pos = _positions(mask)
+        if self.mrope:
+            pos = mrope_positions(self.model, ids, mask, image_inputs)
+            last = pos[0, :, -1]  # the last prompt token is text: its three components agree
+        else:
+            pos = _positions(mask)
+            last = pos[:, -1]
         cache = self.new_cache()
         logits = self.forward(ids, mask, pos, cache, **_to_model(self.model, image_inputs))
-        return _State(logits, cache, mask, pos[:, -1] + 1)
+        return _State(logits, cache, mask, last + 1, last + 1 - mask.sum(-1))
 
     def greedy(self, state: _State) -> list[list[int]]:
         """Greedy tokens per row, up to and including EOS; finished rows leave the batch."""
@@ -369,7 +373,8 @@ def _prefix_batches(decoder: _Decoder, encoded: _Encoded, groups: list[_PrefixGr
 def _prefill_prefixes(
     decoder: _Decoder, encoded: _Encoded, groups: list[tuple[int, _PrefixGroup]], batch_size: int
 ):
-    """Run prefixes (in batches) and return each one's unpadded per-layer (keys, values)."""
+    """Run prefixes (in batches) and return each one's unpadded per-layer (keys, values) and its
+    position delta (nonzero for M-RoPE: the image span advances positions by less than its length)."""
     kv = {}
     for start in range(0, len(groups), batch_size):
         part = groups[start : start + batch_size]
@@ -379,11 +384,11 @@ def _prefill_prefixes(
         layers = [(layer.keys, layer.values) for layer in state.cache.layers]
         for b, (gi, g) in enumerate(part):
             pad = width - len(g.prefix)
-            kv[gi] = [(k[b : b + 1, :, pad:], v[b : b + 1, :, pad:]) for k, v in layers]
+            kv[gi] = ([(k[b : b + 1, :, pad:], v[b : b + 1, :, pad:]) for k, v in layers], state.delta[b])
     return kv
 
 
-def _feed_suffixes(decoder: _Decoder, rows: list[tuple[list, int, list[int]]]) -> _State:
+def _feed_suffixes(decoder: _Decoder, rows: list[tuple[tuple, int, list[int]]]) -> _State:
     """Stack the rows' prefix caches (left-padded to one length), then feed their suffixes padded
     between prefix and suffix, so each token keeps the position it has in its unpadded prompt."""
     p_max = max(p for _, p, _ in rows)
@@ -398,13 +403,14 @@ def _feed_suffixes(decoder: _Decoder, rows: list[tuple[list, int, list[int]]]) -
     distinct = list({id(kv): kv for kv, _, _ in rows}.values())
     which = torch.tensor([next(j for j, kv in enumerate(distinct) if kv is row_kv) for row_kv, _, _ in rows])
     cache = decoder.new_cache()
-    for layer in range(len(distinct[0])):
-        keys, values = (_gather_rows([kv[layer][t] for kv in distinct], which, p_max) for t in (0, 1))
+    for layer in range(len(distinct[0][0])):
+        keys, values = (_gather_rows([kv[0][layer][t] for kv in distinct], which, p_max) for t in (0, 1))
         cache.update(keys, values, layer)
     mask, ids = mask.to(decoder.device), ids.to(decoder.device)
-    pos = _positions(mask)[:, p_max:]
+    delta = torch.stack([kv[1] for kv, _, _ in rows]).to(decoder.device)
+    pos = _positions(mask)[:, p_max:] + delta[:, None]
     logits = decoder.forward(ids, mask, pos, cache)
-    return _State(logits, cache, mask, pos[:, -1] + 1)
+    return _State(logits, cache, mask, pos[:, -1] + 1, delta)
 
 
 def _plain_batches(decoder: _Decoder, encoded: _Encoded, indices: list[int], batch_size: int):
@@ -487,11 +493,6 @@ def _eos_ids(model, processor) -> set[int]:
 def _pad_id(processor) -> int:
     tok = processor.tokenizer
     return tok.pad_token_id if tok.pad_token_id is not None else (tok.eos_token_id or 0)
-
-
-def _uses_multimodal_rope(model) -> bool:
-    """Qwen2-VL, Qwen2.5-VL, GLM-4V, ...: their inner model computes 3-D RoPE indices itself."""
-    return callable(getattr(getattr(unwrap_model(model), "model", None), "get_rope_index", None))
 
 
 def _cache_kwarg(model) -> str:
