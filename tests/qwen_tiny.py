@@ -88,11 +88,13 @@ def tiny_qwen2_vl(seed: int = 0, layers: int = 4, hidden: int = 64):
     processor = TinyQwenProcessor()
     tok = processor.tokenizer
     ids = {t: tok.convert_tokens_to_ids(t) for t in SPECIALS}
+    scale = hidden // 64  # 4 heads: mrope_section splits half a head's dims (8 at hidden 64) as 2:3:3
+    section = [2 * scale, 3 * scale, 3 * scale]
     text = dict(
         vocab_size=len(tok), hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=layers,
         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024,
         bos_token_id=ids["<|im_start|>"], eos_token_id=ids["<|im_end|>"], pad_token_id=ids["<|endoftext|>"],
-        rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [2, 3, 3]},
+        rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "mrope_section": section},
     )  # fmt: skip
     vision = dict(depth=1, embed_dim=32, hidden_size=hidden, num_heads=2, patch_size=4, spatial_merge_size=2,
                   mlp_ratio=2)  # fmt: skip
