@@ -157,6 +157,9 @@ def test_no_data_says_where_each_layout_comes_from(tmp_path):
         assert needle in msg
     with pytest.raises(DataError, match="holds no POPE layout"):
         _load(root=str(tmp_path))
+    (tmp_path / "pope").mkdir()
+    with pytest.raises(DataError, match="does not exist"):  # a mistyped path, not a hub id
+        detect_layout(PopeFiles(root=str(tmp_path / "pope" / "llava")))
 
 
 def test_a_binary_file_where_text_is_expected_is_a_data_error(tmp_path):

@@ -81,8 +81,8 @@ def test_batched_qwen2_vl_matches_one_at_a_time(qwen, reference, batch_size, reu
 
 def test_plain_positions_would_change_the_answers(qwen, reference, monkeypatch):
     """The check above has teeth: with cumsum(mask) - 1 positions (right for LLaVA) answers differ."""
-    from vittle_cli.eval import generate as gen
+    from vittle_cli.eval import decode
 
-    monkeypatch.setattr(gen, "uses_multimodal_rope", lambda model: False)
+    monkeypatch.setattr(decode, "uses_multimodal_rope", lambda model: False)
     got = generate_answers(*qwen, _requests(), batch_size=3, max_new_tokens=MAX_NEW)
     assert sum(a != b for a, b in zip(got, reference, strict=True)) >= 3

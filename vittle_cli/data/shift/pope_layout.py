@@ -76,7 +76,8 @@ def detect_layout(files: PopeFiles) -> str:
         if parquet_files(root):
             return "hf"
         raise DataError(f"--pope-root {root} holds no POPE layout; expected the {WHERE}")
-    if _HUB_ID.match(files.root) and not files.root.startswith((".", "~")):
+    # "owner/name" is a hub id unless its first part is a local folder (then it is a mistyped path)
+    if _HUB_ID.match(files.root) and not files.root.startswith((".", "~")) and not root.parent.exists():
         return "hf"
     raise DataError(f"--pope-root {files.root} does not exist; expected a path to the {WHERE}")
 
