@@ -151,23 +151,11 @@ def run_eval(
             f"device {device}, dtype {dtype}" + (f", {shards.world} processes" if shards.world > 1 else "")
         )
         cache = _open_cache(out, fingerprint, overwrite, shards)
-        mine = shard_items(items, shards.rank, shards.world)
-        todo = {v.name: [it for it in mine if not cache.has(v.name, it.question_id)] for v in suite.variants}
-        missing = sum(len(t) for t in todo.values())
         computed = sum(not cache.has(v.name, it.question_id) for v in suite.variants for it in items)
         started = time.time()
-        if missing:
-            console.print(
-                f"{suite.name}: {missing} of {len(mine) * len(suite.variants)} answers to compute "
-                f"({len(suite.variants)} variants x {len(mine)} questions)"
-            )
-            _answer(suite, task, model, todo, data, cache, missing, batch_size=batch_size,
-                    max_new_tokens=max_new_tokens, device=device, dtype=dtype, base=base, cache_dir=cache_dir,
-                    generate=generate, load_model=load_model, console=console)  # fmt: skip
-        else:
-            console.print(
-                f"{suite.name}: all {len(mine) * len(suite.variants)} answers cached in {cache.dir}"
-            )
+        _answer_shard(suite, task, model, items, data, cache, shards, batch_size=batch_size,
+                      max_new_tokens=max_new_tokens, device=device, dtype=dtype, base=base, cache_dir=cache_dir,
+                      generate=generate, load_model=load_model, console=console)  # fmt: skip
         shards.barrier()  # every shard's answers are on disk
         if not shards.is_main:
             return {}
@@ -197,6 +185,22 @@ def _open_cache(out: Path, fingerprint: dict, overwrite: bool, shards: Shards) -
     if cache is None:
         cache = PredictionCache(out, fingerprint, discard_other=overwrite, part=part, owner=False)
     return cache
+
+
+def _answer_shard(suite, task, model, items, data, cache, shards: Shards, **kw) -> None:
+    """Compute this process's missing answers (all of them in a one-process eval)."""
+    mine = shard_items(items, shards.rank, shards.world)
+    todo = {v.name: [it for it in mine if not cache.has(v.name, it.question_id)] for v in suite.variants}
+    missing = sum(len(t) for t in todo.values())
+    total = len(mine) * len(suite.variants)
+    if not missing:
+        kw["console"].print(f"{suite.name}: all {total} answers cached in {cache.dir}")
+        return
+    kw["console"].print(
+        f"{suite.name}: {missing} of {total} answers to compute ({len(suite.variants)} variants x {len(mine)} "
+        "questions)"
+    )
+    _answer(suite, task, model, todo, data, cache, missing, **kw)
 
 
 def _answer(
