@@ -6,6 +6,8 @@ from pathlib import Path
 
 import typer
 
+from vittle_cli.commands.options import Base, BatchSize, Device, Dtype, ModelRef, PopeRoot
+
 eval_app = typer.Typer(
     invoke_without_command=True,
     no_args_is_help=False,
@@ -19,33 +21,20 @@ def eval_run(
     suite: str = typer.Option(
         None, "--suite", "-s", help="Suite name (see --list-suites) or a suite .yaml file."
     ),
-    model: str = typer.Option(
-        None, "--model", "-m", help="Run dir, model dir, adapter dir, hub name or builtin:tiny-llava."
-    ),
+    model: ModelRef = None,
     out: Path = typer.Option(None, "--out", "-o", help="Output folder (default: evals/<model>/<suite>)."),
-    batch_size: int = typer.Option(16, "--batch-size", help="Sequences per forward pass."),
+    batch_size: BatchSize = 16,
     limit: int = typer.Option(None, "--limit", help="Only the first N questions of each split."),
-    device: str = typer.Option(
-        "auto", "--device", help="auto (CUDA when present, else CPU), or a torch device: cuda, cuda:1, cpu."
-    ),
-    dtype: str = typer.Option(
-        "auto", "--dtype", help="auto (bfloat16 on CUDA, float32 on CPU), float32, bfloat16 or float16."
-    ),
+    device: Device = "auto",
+    dtype: Dtype = "auto",
     max_new_tokens: int = typer.Option(
         None, "--max-new-tokens", help="Answer length cap (default: the suite's)."
     ),
     overwrite: bool = typer.Option(
         False, "--overwrite", help="Redo a finished eval in --out (cached answers are reused)."
     ),
-    base: str = typer.Option(
-        None, "--base", help="Base model of a PEFT adapter, if its config does not name one."
-    ),
-    pope_root: str = typer.Option(
-        None,
-        "--pope-root",
-        help="POPE data, layout detected: a LLaVA eval folder, the POPE repository's output/coco/, "
-        "lmms-lab/POPE parquet file/folder/save_to_disk folder, or the hub id (fills ${pope_root}).",
-    ),
+    base: Base = None,
+    pope_root: PopeRoot = None,
     pope_layout: str = typer.Option(
         None, "--pope-layout", help="Force the POPE layout: llava, pope or hf (default: detected)."
     ),
@@ -62,6 +51,24 @@ def eval_run(
     node_rank: int = typer.Option(0, "--node-rank", min=0, help="This node's rank (multi-node torchrun)."),
     master_addr: str = typer.Option("127.0.0.1", "--master-addr", help="Address of the rank-0 node."),
     master_port: int = typer.Option(29500, "--master-port", help="Port of the rank-0 node."),
+    data_root: Path = typer.Option(
+        None, "--data-root", help="Folder of an LLM-judged suite's files (fills ${data_root})."
+    ),
+    judge: str = typer.Option(
+        None, "--judge", help="LLM judge: an API model (gpt-4o), azure:DEPLOYMENT or hf:NAME_OR_PATH."
+    ),
+    judge_runs: int = typer.Option(
+        None, "--judge-runs", help="Judgments per answer (default 3 for API judges, 1 for hf:)."
+    ),
+    judge_url: str = typer.Option(
+        None, "--judge-url", help="OpenAI-compatible base URL (vLLM/SGLang/Ollama; Azure endpoint)."
+    ),
+    judge_key_env: str = typer.Option(
+        None, "--judge-key-env", help="Env var holding the API key (default OPENAI_API_KEY)."
+    ),
+    judge_concurrency: int = typer.Option(8, "--judge-concurrency", help="Judge requests in flight."),
+    judge_timeout: float = typer.Option(120.0, "--judge-timeout", help="Seconds per judge request."),
+    judge_retries: int = typer.Option(6, "--judge-retries", help="Retries on 429/5xx/timeouts, backoff."),
 ) -> None:
     """Evaluate a model on a robustness suite: clean + visual, text and joint shifts.
 
@@ -73,7 +80,7 @@ def eval_run(
 
       vittle eval --suite pope-shift --model runs/llava15-vittle-f/final --pope-root playground/data/eval/pope
 
-      vittle eval --suite pope-shift --model runs/vittle-f/final --pope-root lmms-lab/POPE --nproc-per-node 8
+      vittle eval --suite lbcoco-shift --model runs/llava15-vittle-f/final --data-root playground/data/eval/llava-bench-coco --judge gpt-4o
     """
     if ctx.invoked_subcommand is not None:
         return
@@ -92,8 +99,17 @@ def eval_run(
     if launch.wants_launch and not is_distributed_child():
         _relaunch(ctx, launch)
         return
+    from vittle_cli.eval.judge.backends import JudgeOptions
     from vittle_cli.eval.runner import run_eval
 
+    judge_options = JudgeOptions(
+        url=judge_url,
+        key_env=judge_key_env,
+        timeout=judge_timeout,
+        max_retries=judge_retries,
+        concurrency=judge_concurrency,
+    )
+    data_vars = {k: str(v) for k, v in (("pope_root", pope_root), ("data_root", data_root)) if v}
     pope_files = {
         "questions": questions,
         "labels_dir": labels_dir,
@@ -111,8 +127,11 @@ def eval_run(
         max_new_tokens=max_new_tokens,
         overwrite=overwrite,
         base=base,
-        data_vars={"pope_root": str(pope_root)} if pope_root else None,
+        data_vars=data_vars or None,
         pope_files={k: str(v) for k, v in pope_files.items() if v is not None},
+        judge=judge,
+        judge_runs=judge_runs,
+        judge_options=judge_options,
     )
 
 
@@ -124,7 +143,14 @@ def _relaunch(ctx: typer.Context, launch) -> None:
     p = ctx.params
     pope_vars = {"pope_root": p["pope_root"]} if p["pope_root"] else None
     pope_files = {k: p[k] for k in ("questions", "labels_dir", "image_root") if p[k] is not None}
-    prepare_suite(p["suite"], pope_vars, {k: str(v) for k, v in pope_files.items()})  # fail before launching
+    suite, _ = prepare_suite(p["suite"], pope_vars, {k: str(v) for k, v in pope_files.items()})  # fail early
+    if suite.is_openended:
+        from vittle_cli.errors import UsageError
+
+        raise UsageError(
+            f"--nproc-per-node shards the questions of POPE-family suites; run {suite.name!r} (LLM-judged) in "
+            "one process"
+        )
     argv = ["eval"]
     for name, value in p.items():
         if name in ("list_suites", "nproc_per_node", "nnodes", "node_rank", "master_addr", "master_port"):
@@ -159,6 +185,8 @@ def _print_suites() -> None:
     for name in shipped_suites():
         s = load_suite(name)
         data = s.data if isinstance(s.data, str) else "POPE files (--pope-root)"
+        if s.is_openended:
+            data = f"{s.data.openended.layout} files (--data-root), LLM judge (--judge)"
         table.add_row(name, str(len(s.variants)), data, s.description)
     Console().print(table)
 
@@ -172,7 +200,8 @@ def eval_compare(
     metric: str = typer.Option(
         None,
         "--metric",
-        help="A metric of the runs' task (POPE: accuracy, precision, recall, f1, yes_ratio); default: its primary one.",
+        help="A metric of the runs' task (POPE: accuracy, precision, recall, f1, yes_ratio; LLM-judged "
+        "suites: relative_score); default: the task's primary one.",
     ),
     common: bool = typer.Option(
         False,

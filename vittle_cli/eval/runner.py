@@ -37,7 +37,9 @@ def default_out_dir(model: str, suite_name: str) -> Path:
     return Path("evals") / slug / suite_name
 
 
-def _fingerprint(suite: Suite, model: str, max_new_tokens: int, base: str | None, dtype: str) -> dict:
+def _fingerprint(
+    suite: Suite, model: str, max_new_tokens: int, base: str | None, dtype: str | None = None
+) -> dict:
     """What the cached answers depend on. Limit, batch size, device and process count are left out:
     they change which answers exist or how fast they come, not what any one answer is."""
     spec = suite.model_dump(mode="json", exclude={"description", "metrics"})
@@ -48,7 +50,7 @@ def _fingerprint(suite: Suite, model: str, max_new_tokens: int, base: str | None
         "suite": suite.name,
         "suite_sha": digest,
         "max_new_tokens": max_new_tokens,
-        "dtype": dtype,
+        **({"dtype": dtype} if dtype is not None else {}),
     }
 
 
@@ -104,6 +106,10 @@ def run_eval(
     generate: Callable | None = None,
     load_model: Callable | None = None,
     console=None,
+    judge: str | None = None,
+    judge_runs: int | None = None,
+    judge_options=None,
+    judge_backend=None,
 ) -> dict:
     """Evaluate `model` on `suite`; write results.json, predictions.jsonl and results.png into `out`.
 
@@ -114,6 +120,8 @@ def run_eval(
         device, dtype: "auto" picks CUDA + bfloat16 when a GPU is visible, else CPU + float32.
         data_vars / pope_files: fill `${var}` placeholders / replace the POPE paths of the suite.
         generate, load_model: replace generate_answers / load_vittle_model (tests, other engines).
+        judge, judge_runs, judge_options, judge_backend: the LLM judge of the open-ended suites
+            (vittle_cli.eval.openended); judge_backend is a ready judge object (tests).
     Returns:
         The results document (also written to results.json); {} in the non-main processes of a
         sharded eval.
@@ -129,12 +137,39 @@ def run_eval(
     suite, task = prepare_suite(suite, data_vars, pope_files)
     _check_options(limit, batch_size)
     device, dtype = resolve_device_dtype(device, dtype)
+    if load_model is None:  # a bad --model fails now, before any work, with every command's message
+        from vittle_cli.model.reference import loadable_model_ref
+
+        loadable_model_ref(model)
     max_new_tokens = max_new_tokens or suite.max_new_tokens
     out = Path(out) if out is not None else default_out_dir(model, suite.name)
     if (out / RESULTS).is_file() and not overwrite:
         raise UsageError(
             f"{out / RESULTS} exists (a finished eval); pass --overwrite to redo it "
             "(cached answers are reused) or choose another --out"
+        )
+    if suite.is_openended:
+        from vittle_cli.eval.openended import run_openended_eval
+
+        return run_openended_eval(
+            suite,
+            model,
+            out=out,
+            judge_spec=judge,
+            judge_runs=judge_runs,
+            judge_options=judge_options,
+            judge=judge_backend,
+            batch_size=batch_size,
+            limit=limit,
+            device=device,
+            dtype=dtype,
+            max_new_tokens=max_new_tokens,
+            overwrite=overwrite,
+            base=base,
+            cache_dir=cache_dir,
+            generate=generate,
+            load_model=load_model,
+            console=console,
         )
     data = task.load(suite)  # validates every file before any model work
     items = limit_items(data.items, limit)

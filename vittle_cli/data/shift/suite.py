@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from vittle_cli.errors import UsageError
 
 Group = Literal["clean", "visual", "text", "joint"]
-METRICS = ("accuracy", "precision", "recall", "f1", "yes_ratio", "ambiguous")
+METRICS = ("accuracy", "precision", "recall", "f1", "yes_ratio", "ambiguous", "relative_score")
 DEFAULT_SUFFIX = "\nAnswer the question using a single word or phrase."
 _PLACEHOLDER = re.compile(r"\$\{(\w+)\}")
 
@@ -127,6 +127,21 @@ class PopeData(_Strict):
     pope: PopeFiles
 
 
+class OpenEndedFiles(_Strict):
+    """An LLM-judged benchmark (vittle_cli.data.shift.openended): its layout and the files it needs."""
+
+    layout: Literal["lbcoco", "lbwild", "lbwilder", "wvbench"]
+    questions: str
+    rules: str
+    answers: str | None = None
+    context: str | None = None
+    image_root: str | None = None
+
+
+class OpenEndedData(_Strict):
+    openended: OpenEndedFiles
+
+
 class Suite(_Strict):
     """A validated evaluation suite."""
 
@@ -138,9 +153,9 @@ class Suite(_Strict):
     task_options: dict[str, Any] = Field(
         default_factory=dict, description="options of the task family (it validates them)"
     )
-    data: str | PopeData | dict[str, Any] = Field(
-        description="'builtin:shapes', {pope: {root, layout, questions, labels_dir, image_root}}, or the task "
-        "family's form"
+    data: str | PopeData | OpenEndedData | dict[str, Any] = Field(
+        description="'builtin:shapes', {pope: {root, layout, questions, labels_dir, image_root}}, "
+        "{openended: {layout, ...}}, or the task family's form"
     )
     splits: list[str] = Field(default_factory=lambda: ["adversarial", "popular", "random"])
     prompt_suffix: str = DEFAULT_SUFFIX
@@ -158,6 +173,8 @@ class Suite(_Strict):
             raise ValueError(
                 f"unknown data {self.data!r}; use 'builtin:shapes' or a {{pope: {{...}}}} mapping"
             )
+        if isinstance(self.data, OpenEndedData):
+            return self  # the LLM-judged suites (eval/openended) check their own data
         if isinstance(self.data, dict):
             raise ValueError(
                 "data: the pope task needs 'builtin:shapes' or {pope: {questions, labels_dir, image_root}}"
@@ -188,6 +205,9 @@ class Suite(_Strict):
 
     def placeholders(self) -> list[str]:
         """Names of the `${var}` placeholders still unfilled in the data paths."""
+        if isinstance(self.data, OpenEndedData):
+            values = [v for v in self.data.openended.model_dump().values() if isinstance(v, str)]
+            return sorted({m for s in values for m in _PLACEHOLDER.findall(s)})
         if not isinstance(self.data, PopeData):
             return []
         return self.data.pope.unfilled()
@@ -195,6 +215,8 @@ class Suite(_Strict):
     def with_data(self, variables: dict[str, str] | None = None, **fields: str | None) -> Suite:
         """A copy with `${var}` placeholders filled from `variables` and POPE fields (questions,
         labels_dir, image_root) replaced where given. No-op for builtin data and other task families."""
+        if isinstance(self.data, OpenEndedData):
+            return self._with_openended(variables or {})
         if not isinstance(self.data, PopeData):
             return self
         given = {k: str(v) for k, v in fields.items() if v is not None}
@@ -214,6 +236,20 @@ class Suite(_Strict):
         except ValidationError as e:
             raise UsageError("; ".join(_format_errors(e)).replace("layout:", "--pope-layout:")) from None
         return self.model_copy(update={"data": PopeData(pope=files)})
+
+    def _with_openended(self, variables: dict[str, str]) -> Suite:
+        def fill(v):
+            if not isinstance(v, str):
+                return v
+            return _PLACEHOLDER.sub(lambda m: variables.get(m.group(1), m.group(0)), v)
+
+        filled = {k: fill(v) for k, v in self.data.openended.model_dump().items()}
+        return self.model_copy(update={"data": OpenEndedData(openended=OpenEndedFiles(**filled))})
+
+    @property
+    def is_openended(self) -> bool:
+        """True for the LLM-judged suites (answers scored by a judge, not by the POPE rule)."""
+        return isinstance(self.data, OpenEndedData)
 
 
 def suites_dir() -> Path:
