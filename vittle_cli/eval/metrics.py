@@ -85,7 +85,10 @@ def score_predictions(records: Iterable[Mapping]) -> dict:
 
 
 def summarise_variants(
-    per_variant: Mapping[str, dict], groups: Mapping[str, str], keys: Iterable[str] = METRIC_KEYS
+    per_variant: Mapping[str, dict],
+    groups: Mapping[str, str],
+    keys: Iterable[str] = METRIC_KEYS,
+    drop_keys: Iterable[str] = ("f1", "accuracy"),
 ) -> dict:
     """Deltas vs the clean variant (variant - clean: negative = worse under the shift, the table's ΔF1) and
     means over the visual / text / joint groups.
@@ -93,10 +96,12 @@ def summarise_variants(
     Args:
         per_variant: variant name -> score_predictions(...) output.
         groups: variant name -> group ("clean", "visual", "text", "joint").
+        keys: the metrics to average (a task family's metric_keys); drop_keys: those whose delta
+            (group mean - clean) is added to each group mean as `delta_<key>`.
     Returns:
         {"deltas": {variant: {metric: variant - clean}} (pooled metrics; empty without a clean variant),
          "groups": {group: {metric: mean of pooled metrics over the group's variants, "variants": n,
-                            "delta_f1"/"delta_accuracy": group mean - clean}}}.
+                            "delta_<key>" for each of drop_keys: group mean - clean}}}.
     """
     keys = list(keys)
     clean = next((v for v, g in groups.items() if g == "clean" and v in per_variant), None)
@@ -111,8 +116,6 @@ def summarise_variants(
             means[group] = {k: sum(m[k] for m in members) / len(members) for k in keys}
             means[group]["variants"] = len(members)
             if clean is not None and group != "clean":
-                means[group]["delta_f1"] = means[group]["f1"] - per_variant[clean]["all"]["f1"]
-                means[group]["delta_accuracy"] = (
-                    means[group]["accuracy"] - per_variant[clean]["all"]["accuracy"]
-                )
+                for k in drop_keys:
+                    means[group][f"delta_{k}"] = means[group][k] - per_variant[clean]["all"][k]
     return {"deltas": deltas, "groups": means}
