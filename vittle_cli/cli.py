@@ -36,7 +36,9 @@ app.add_typer(inspect_app, name="inspect")
 
 
 def _debug_enabled() -> bool:
-    return os.environ.get("VITTLE_DEBUG", "").lower() not in ("", "0", "false", "no")
+    from vittle_cli.errors import debug_enabled
+
+    return debug_enabled()
 
 
 def _print_version(value: bool) -> None:
@@ -123,6 +125,33 @@ def _take_debug_flag(args: list[str]) -> tuple[list[str], bool]:
     return kept, len(kept) != len(args)
 
 
+def _errors_only(record: logging.LogRecord) -> bool:
+    return record.levelno >= logging.ERROR
+
+
+def _quiet_third_party() -> None:
+    """Hide the libraries' own warnings (shown with --debug): one ZeRO-3 step on CPU printed 91 of them.
+
+    vittle itself warns through rich, not `warnings`, so nothing of vittle's is hidden. Launched children
+    run through `main` too and get the same filters.
+    """
+    import warnings
+
+    # FutureWarning / DeprecationWarning: torch.distributed's renamed collectives (one per ZeRO-3 gather),
+    # transformers' and peft's pending API changes. UserWarning from libraries only.
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    warnings.filterwarnings("ignore", category=UserWarning, module=r"(?!vittle_cli)")
+    # DeepSpeed's "Setting accelerator to CPU ..." and friends: its logger is created at import with its
+    # own level and handler; a filter on the logger survives that.
+    logging.getLogger("DeepSpeed").addFilter(_errors_only)
+    # bitsandbytes warns on every import on AVX512-BF16 CPUs that an optional kernels package (on the hub)
+    # is missing; its pure-torch fallback is what the CPU path uses anyway.
+    logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
+    # ... and, through the `kernels` package, that it skips the hub's publisher check when offline.
+    logging.getLogger("kernels").setLevel(logging.ERROR)
+
+
 _invoked: list[str] = []
 
 
@@ -140,9 +169,7 @@ def main(argv: list[str] | None = None) -> None:
         os.environ["VITTLE_DEBUG"] = "1"
     debug = debug_flag or _debug_enabled()
     if not debug:
-        # bitsandbytes warns on every import on AVX512-BF16 CPUs that an optional kernels package is missing;
-        # its pure-torch fallback is what the CPU path uses anyway.
-        logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
+        _quiet_third_party()
     try:
         code = app(args=args, prog_name="vittle", standalone_mode=False)
     except VittleError as e:

@@ -7,6 +7,13 @@ import difflib
 from collections.abc import Iterable
 
 
+def debug_enabled() -> bool:
+    """--debug or VITTLE_DEBUG=1 (the CLI sets the variable, so launched children see it too)."""
+    import os
+
+    return os.environ.get("VITTLE_DEBUG", "").lower() not in ("", "0", "false", "no")
+
+
 class VittleError(Exception):
     """A runtime failure with a message that names the problem and the fix (exit 1)."""
 

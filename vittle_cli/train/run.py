@@ -166,7 +166,15 @@ def _init_distributed(ds_config: dict | None, world: WorldInfo) -> None:
         ):
             os.environ.setdefault(key, value)
 
-    deepspeed.init_distributed(dist_backend="nccl" if torch.cuda.is_available() else "gloo")
+    import contextlib
+    import io
+
+    from vittle_cli.errors import debug_enabled
+
+    # On CPU DeepSpeed prints "... shm_comm_op built successfully" to stdout; shown with --debug only.
+    quiet = contextlib.nullcontext() if debug_enabled() else contextlib.redirect_stdout(io.StringIO())
+    with quiet:
+        deepspeed.init_distributed(dist_backend="nccl" if torch.cuda.is_available() else "gloo")
 
 
 def run_train(
