@@ -105,7 +105,7 @@ class DataSection(_Section):
 
 
 class BottleneckSection(_Section):
-    """The Vittle bottleneck (see METHOD.md): where it sits, its prior, weights and alpha schedule."""
+    """The Vittle bottleneck (see docs/method.md): where it sits, its prior, weights and alpha schedule."""
 
     enabled: bool = Field(
         default=True, description="Attach the bottleneck; false = plain instruction tuning."
@@ -254,7 +254,8 @@ class OutputSection(_Section):
 
     dir: str = Field(default="runs", description="Parent folder of run directories.")
     run_name: str | None = Field(
-        default=None, description="Run folder name; null = derived from the recipe and time."
+        default=None,
+        description="Run folder name; null = the recipe file's name (recipes/tiny.yaml -> tiny).",
     )
     save_steps: int = Field(default=500, ge=1, description="Save a checkpoint every N optimizer steps.")
     save_total_limit: int | None = Field(

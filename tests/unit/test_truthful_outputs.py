@@ -139,3 +139,13 @@ def test_loss_png_draws_kl_on_its_own_axis(tmp_path, monkeypatch):
     assert owner["kl_v"] is owner["kl_t"] and owner["kl_v"] is not owner["ce"]
     low, high = owner["kl_v"].get_ylim()
     assert high - low < 0.1  # scaled to KL (0.001-0.02), not to CE (about 3)
+
+
+def test_run_info_records_the_thread_count(monkeypatch):
+    import torch
+
+    from vittle_cli.train.rundir import run_info
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    info = run_info(seed=1, world_size=1, resumed_from=None, command=["vittle"])
+    assert info["torch_threads"] == torch.get_num_threads() and info["omp_num_threads"] == "3"

@@ -6,6 +6,7 @@ Layout (docs/architecture.md): config.yaml, run_info.json, metrics.jsonl, checkp
 from __future__ import annotations
 
 import json
+import os
 import platform
 import shutil
 import sys
@@ -144,6 +145,8 @@ def run_info(
 ) -> dict:
     """What produced this run: versions, command line (default: this process's), seed, world size, host,
     start time."""
+    import torch
+
     from vittle_cli import __version__
 
     return {
@@ -157,6 +160,9 @@ def run_info(
         "command": command or [Path(sys.argv[0]).name, *sys.argv[1:]],
         "seed": seed,
         "world_size": world_size,
+        # The thread count changes CPU float reductions: same seed + same threads = bit-identical runs.
+        "torch_threads": torch.get_num_threads(),
+        "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
         "hostname": platform.node(),
         "start_time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "resumed_from": resumed_from,
