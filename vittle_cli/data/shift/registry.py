@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Literal
 
-from vittle_cli.errors import UsageError
+from vittle_cli.errors import UsageError, did_you_mean
 
 Kind = Literal["visual", "text"]
 
@@ -85,9 +85,9 @@ def get_perturbation(name: str, kind: Kind | None = None) -> Perturbation:
     for k in kinds:
         if name in _REGISTRY[k]:
             return _REGISTRY[k][name]
-    known = ", ".join(p.name for p in list_perturbations(kind))
+    names = [p.name for p in list_perturbations(kind)]
     what = f"{kind} perturbation" if kind else "perturbation"
-    raise UsageError(f"unknown {what} {name!r}; known: {known}")
+    raise UsageError(f"unknown {what} {name!r}{did_you_mean(name, names)}; known: {', '.join(names)}")
 
 
 def derive_seed(suite_seed: int, spec: str, sample_id: object) -> int:
