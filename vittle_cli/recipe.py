@@ -75,19 +75,39 @@ class ModelSection(_Section):
     )
 
 
+class DataSourceEntry(_Section):
+    """One source of a mix in data.train / data.eval (a plain string entry means {path: ...})."""
+
+    path: str = Field(description="File, save_to_disk folder, hub id (owner/name) or builtin:shapes.")
+    weight: float = Field(
+        default=1.0, gt=0, description="Share of an epoch as a multiple of the source's size (2 = each twice)."
+    )
+    limit: int | None = Field(default=None, ge=1, description="Use only the first N samples; null = all.")
+    shuffle: bool = Field(default=False, description="Shuffle (seeded) before taking `limit` samples.")
+    image_root: str | None = Field(default=None, description="This source's data.image_root; null = data's.")
+    format: Literal["auto", "llava", "sharegpt", "chat"] | None = Field(
+        default=None, description="This source's data.format; null = data's."
+    )
+
+
 class DataSection(_Section):
     """Instruction data for training and evaluation."""
 
-    train: str = Field(
+    train: str | list[str | DataSourceEntry] = Field(
         default="builtin:shapes",
-        description="LLaVA JSON file, HF dataset name, or builtin:shapes (synthetic).",
+        description="A source (JSON/JSONL, parquet, save_to_disk folder, hub id owner/name, builtin:shapes) "
+        "or a list of sources, each a path or {path, weight, limit, shuffle, image_root, format}.",
     )
-    eval: str | None = Field(
+    eval: str | list[str | DataSourceEntry] | None = Field(
         default=None, description="Held-out data in the same forms as data.train; null = none."
+    )
+    format: Literal["auto", "llava", "sharegpt", "chat"] = Field(
+        default="auto", description="Sample format: auto (detected per source), llava, sharegpt or chat."
     )
     image_root: str | None = Field(
         default=None,
-        description="Folder that image paths in the data are relative to; null = next to the data.",
+        description="Folder every image path must lie in (relative paths start there); null = relative to "
+        "the data file, absolute paths allowed.",
     )
     max_length: int = Field(
         default=2048, ge=1, description="Maximum tokens per sample; image spans are never cut."
@@ -95,14 +115,19 @@ class DataSection(_Section):
     on_bad_sample: Literal["skip", "error"] = Field(
         default="skip", description="What to do with a sample that cannot be used (missing image, bad turns)."
     )
+    max_bad_fraction: float = Field(
+        default=0.01, ge=0, le=1, description="Stop (exit 1) when more than this share of samples is bad."
+    )
     group_by_length: bool = Field(default=False, description="Batch samples of similar length together.")
     group_by_modality: bool = Field(
         default=False, description="Batch image and text-only samples separately (LLaVA's modality grouping)."
     )
     limit: int | None = Field(
-        default=None, ge=1, description="Use only the first N training samples; null = all."
+        default=None, ge=1, description="Use only the first N samples of each source; null = all."
     )
-    num_workers: int = Field(default=0, ge=0, description="DataLoader worker processes.")
+    num_workers: int | None = Field(
+        default=None, ge=0, description="DataLoader worker processes; null = picked from the CPU count."
+    )
 
 
 class BottleneckSection(_Section):
@@ -434,8 +459,10 @@ def _parse_value(raw: str, annotation: Any) -> Any:
         return raw  # validation reports it against the field's type
     # YAML 1.1 reads 1e-4 as the string '1e-4'; pydantic's lax mode turns it into a float for float fields
     # (from files and overrides alike), and still rejects 'oops'.
-    if list in allowed and value is not None and not isinstance(value, list):
+    if list in allowed and str not in allowed and value is not None and not isinstance(value, list):
         return [value]  # `output.report_to=none` means [none]
+    if list in allowed and str in allowed and not isinstance(value, list):
+        return raw  # `data.train=a.json` stays the text given; `data.train=[a.json,b.json]` is a list
     return value
 
 
