@@ -7,6 +7,7 @@ directory; only rank 0 writes run files.
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 import shutil
@@ -91,7 +92,8 @@ def build_training_arguments(recipe, run_dir: Path, ds_config: dict | None, worl
         save_steps=o.save_steps,
         save_total_limit=o.save_total_limit,
         report_to=report_to or "none",
-        dataloader_num_workers=recipe.data.num_workers,
+        dataloader_num_workers=(workers := _num_workers(recipe, world)),
+        dataloader_persistent_workers=workers > 0,  # re-forking workers every epoch costs seconds
         remove_unused_columns=False,
         disable_tqdm=True,
         log_level="warning",
@@ -103,6 +105,15 @@ def build_training_arguments(recipe, run_dir: Path, ds_config: dict | None, worl
         ddp_find_unused_parameters=None,
         **_precision_flags(t.precision),
     )
+
+
+def _num_workers(recipe, world: WorldInfo) -> int:
+    import os
+
+    from vittle_cli.data.workers import resolve_num_workers
+
+    local = int(os.environ.get("LOCAL_WORLD_SIZE", world.world_size))
+    return resolve_num_workers(recipe.data.num_workers, local)
 
 
 def _tensorboard_callback(run_dir: Path):
@@ -201,6 +212,7 @@ def run_train(
         RichProgressCallback,
         truncate_metrics,
     )
+    from vittle_cli.train.bad_data import PROBLEM_LOG, BadDataCallback, write_data_report
     from vittle_cli.train.deepspeed import zero_stage
     from vittle_cli.train.trainer import VittleTrainer
 
@@ -243,9 +255,11 @@ def run_train(
     dataset, report = build_train_dataset(recipe.data, processor, seed=recipe.train.seed)
     if world.is_main:
         logger.info(report.summary())
+    dataset.problem_log = run_dir / PROBLEM_LOG
+    bad_data = BadDataCallback(copy.deepcopy(report), recipe.data.max_bad_fraction, dataset.problem_log)
 
     progress = RichProgressCallback(console=console)
-    callbacks = [MetricsJsonlCallback(run_dir / "metrics.jsonl"), progress]
+    callbacks = [MetricsJsonlCallback(run_dir / "metrics.jsonl"), progress, bad_data]
     if get_bottleneck(model) is not None:
         callbacks.insert(0, AlphaCallback(VittleConfig(**recipe.bottleneck.model_dump(exclude={"enabled"}))))
     if "tensorboard" in recipe.output.report_to and (tb := _tensorboard_callback(run_dir)) is not None:
@@ -262,7 +276,8 @@ def run_train(
     )
     try:
         output = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
-        final_dir = _save_final(trainer, run_dir)
+        # A run stopped for bad data has its checkpoint (the callback asked for one), not a final model.
+        final_dir = None if bad_data.exceeded else _save_final(trainer, run_dir)
     except BaseException:
         progress.close()
         if world.is_main:  # a checkpoint interrupted mid-write never got its final name
@@ -270,6 +285,11 @@ def run_train(
         raise
     if world.is_main and (run_dir / "metrics.jsonl").is_file():
         plot_metrics(run_dir / "metrics.jsonl", run_dir / "loss.png")
+    bad_data.read_new_problems()
+    if world.is_main:
+        write_data_report(run_dir, bad_data.report, console or _stderr_console())
+    if bad_data.exceeded:
+        raise bad_data.error()
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         torch.distributed.barrier()
     return TrainResult(
@@ -279,6 +299,12 @@ def run_train(
         max_steps=trainer.state.max_steps,
         train_loss=output.training_loss,
     )
+
+
+def _stderr_console():
+    from rich.console import Console
+
+    return Console(stderr=True)
 
 
 def _checkpoint_step(checkpoint: Path) -> int:
