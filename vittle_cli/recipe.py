@@ -80,7 +80,9 @@ class DataSourceEntry(_Section):
 
     path: str = Field(description="File, save_to_disk folder, hub id (owner/name) or builtin:shapes.")
     weight: float = Field(
-        default=1.0, gt=0, description="Share of an epoch as a multiple of the source's size (2 = each twice)."
+        default=1.0,
+        gt=0,
+        description="Share of an epoch as a multiple of the source's size (2 = each twice).",
     )
     limit: int | None = Field(default=None, ge=1, description="Use only the first N samples; null = all.")
     shuffle: bool = Field(default=False, description="Shuffle (seeded) before taking `limit` samples.")
@@ -128,6 +130,28 @@ class DataSection(_Section):
     num_workers: int | None = Field(
         default=None, ge=0, description="DataLoader worker processes; null = picked from the CPU count."
     )
+
+    @field_validator("train", "eval", mode="before")
+    @classmethod
+    def _source_entries(cls, value: Any) -> Any:
+        """Mapping entries become DataSourceEntry here, so a bad one is reported by its index and key."""
+        if not isinstance(value, list):
+            return value
+        out = []
+        for i, item in enumerate(value):
+            if isinstance(item, dict):
+                try:
+                    item = DataSourceEntry.model_validate(item)
+                except ValidationError as e:
+                    err = e.errors()[0]
+                    where = ".".join(str(p) for p in err["loc"])
+                    raise ValueError(f"entry {i}: {where}: {err['msg']} (got {err.get('input')!r})") from None
+            elif not isinstance(item, str | DataSourceEntry):
+                raise ValueError(
+                    f"entry {i}: expected a path or a mapping with path/weight/limit, got {item!r}"
+                )
+            out.append(item)
+        return out
 
 
 class BottleneckSection(_Section):

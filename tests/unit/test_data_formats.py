@@ -127,7 +127,9 @@ def test_a_count_mismatch_names_the_sample_the_turns_and_the_format_rule(data_di
     path = data_dir / "short.json"
     path.write_text(json.dumps(rows))
     with pytest.raises(DataError) as info:
-        build_train_dataset(DataSection(train=str(path), on_bad_sample="error"), processor, cache_dir=data_dir)
+        build_train_dataset(
+            DataSection(train=str(path), on_bad_sample="error"), processor, cache_dir=data_dir
+        )
     message = str(info.value)
     assert "sample '0'" in message and "placeholder_without_image" in message
     assert "1 image(s) in 'images', 2 <image> placeholder(s) (in turn 0, 2)" in message
@@ -135,7 +137,11 @@ def test_a_count_mismatch_names_the_sample_the_turns_and_the_format_rule(data_di
 
 
 def test_llava_image_without_placeholder_says_the_llava_rule():
-    row = {"id": "a", "image": "x.jpg", "conversations": [{"from": "human", "value": "Hi"}, {"from": "gpt", "value": "Yo"}]}
+    row = {
+        "id": "a",
+        "image": "x.jpg",
+        "conversations": [{"from": "human", "value": "Hi"}, {"from": "gpt", "value": "Yo"}],
+    }
     with pytest.raises(SampleProblem) as info:
         parse_row(row, "llava", 0)
     assert info.value.kind == "image_without_placeholder" and "none in any turn" in info.value.detail
@@ -143,7 +149,12 @@ def test_llava_image_without_placeholder_says_the_llava_rule():
 
 
 def test_a_literal_image_tag_in_a_response_is_text_not_a_placeholder():
-    row = {"messages": [{"role": "user", "content": "Write the tag"}, {"role": "assistant", "content": "<image>"}]}
+    row = {
+        "messages": [
+            {"role": "user", "content": "Write the tag"},
+            {"role": "assistant", "content": "<image>"},
+        ]
+    }
     conv = parse_row(row, "sharegpt", 0)
     assert conv.messages[1]["content"] == [{"type": "text", "text": "<image>"}] and conv.images == []
 

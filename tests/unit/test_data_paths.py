@@ -39,16 +39,22 @@ def test_paths_inside_the_root_are_fine(tree, written):
     assert os.path.isfile(resolved) and ".." not in resolved.split(os.sep)
 
 
-@pytest.mark.parametrize("written", ["../elsewhere/out.png", "a/../../elsewhere/out.png", "{tmp}/elsewhere/out.png"])
+@pytest.mark.parametrize(
+    "written", ["../elsewhere/out.png", "a/../../elsewhere/out.png", "{tmp}/elsewhere/out.png"]
+)
 def test_paths_that_leave_the_root_are_refused_with_the_resolved_path(tree, written):
     with pytest.raises(SampleProblem) as info:
         _check(written.format(tmp=tree), tree / "root", enforce=True)
     assert info.value.kind == "image_outside_root"
-    assert str(tree / "elsewhere" / "out.png") in info.value.detail and "unset data.image_root" in info.value.fix
+    assert (
+        str(tree / "elsewhere" / "out.png") in info.value.detail and "unset data.image_root" in info.value.fix
+    )
 
 
 def test_the_file_system_root_as_image_root_takes_any_absolute_path(tree):
-    assert _check(str(tree / "elsewhere" / "out.png"), "/", enforce=True) == str(tree / "elsewhere" / "out.png")
+    assert _check(str(tree / "elsewhere" / "out.png"), "/", enforce=True) == str(
+        tree / "elsewhere" / "out.png"
+    )
 
 
 def test_the_root_spelled_through_a_link_still_contains_its_real_paths(tree):

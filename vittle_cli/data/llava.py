@@ -92,7 +92,9 @@ class TrainDataset(Dataset):
     def _log_problem(self, sid: str, problem: SampleProblem) -> None:
         if self.problem_log is None:
             return
-        line = json.dumps({"source": self.report.source, "id": sid, "kind": problem.kind, "detail": problem.detail})
+        line = json.dumps(
+            {"source": self.report.source, "id": sid, "kind": problem.kind, "detail": problem.detail}
+        )
         with open(self.problem_log, "a", encoding="utf-8") as f:  # one short appended line: atomic enough
             f.write(line + "\n")
 

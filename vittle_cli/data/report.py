@@ -142,7 +142,8 @@ class DataReport:
             rows.append((kind, str(self.counts[kind]), ids + (f" ({detail})" if detail else ""), fix))
         widths = [max(len(r[i]) for r in rows) for i in range(3)]
         return "\n".join(
-            "  " + "  ".join(c.ljust(w) for c, w in zip(r[:3], widths, strict=True)) + "  " + r[3] for r in rows
+            "  " + "  ".join(c.ljust(w) for c, w in zip(r[:3], widths, strict=True)) + "  " + r[3]
+            for r in rows
         )
 
     def summary(self) -> str:
@@ -163,7 +164,7 @@ class DataReport:
 
 class BadDataError(VittleError):
     """More bad samples than data.max_bad_fraction allows (exit 1: the run stops; --dry-run turns it into
-    a DataError, exit 2)."""
+    a UsageError, exit 2)."""
 
     def __init__(self, report: DataReport, max_fraction: float, when: str):
         self.report = report

@@ -263,7 +263,9 @@ def load_source(
     """
     fmt = None if fmt in (None, "auto") else fmt
     if fmt is not None and fmt not in FORMATS:
-        raise DataError(f"data source {spec}: unknown format {fmt!r}; use auto or one of {', '.join(FORMATS)}")
+        raise DataError(
+            f"data source {spec}: unknown format {fmt!r}; use auto or one of {', '.join(FORMATS)}"
+        )
     root = Path(image_root).expanduser() if image_root else None
     if spec.startswith("builtin:"):
         from vittle_cli.data.shapes import resolve_builtin_data

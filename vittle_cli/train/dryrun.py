@@ -58,12 +58,12 @@ def _inspect_data(plan: TrainPlan, recipe, processor) -> None:
     """Run the data pre-scan: per-source counts into the plan; too much bad data fails the dry run (exit 2)."""
     from vittle_cli.data import BadDataError, build_train_dataset
     from vittle_cli.data.mixture import source_rows
-    from vittle_cli.errors import DataError
+    from vittle_cli.errors import UsageError
 
     try:
         dataset, report = build_train_dataset(recipe.data, processor, seed=recipe.train.seed)
-    except BadDataError as err:
-        raise DataError(f"--dry-run: {err}") from None
+    except BadDataError as err:  # data the user must fix before running: a usage-class error (exit 2)
+        raise UsageError(f"--dry-run: {err}") from None
     except Exception as err:
         plan.notes.append(f"data not inspected: {type(err).__name__}: {err}")
         return

@@ -206,13 +206,13 @@ def run_train(
     from vittle_cli.model.load import load_model_for_recipe
     from vittle_cli.plots import plot_metrics
     from vittle_cli.recipe import dump_recipe
+    from vittle_cli.train.bad_data import PROBLEM_LOG, BadDataCallback, write_data_report
     from vittle_cli.train.callbacks import (
         AlphaCallback,
         MetricsJsonlCallback,
         RichProgressCallback,
         truncate_metrics,
     )
-    from vittle_cli.train.bad_data import PROBLEM_LOG, BadDataCallback, write_data_report
     from vittle_cli.train.deepspeed import zero_stage
     from vittle_cli.train.trainer import VittleTrainer
 
