@@ -216,6 +216,17 @@ class QLoraSection(_Section):
     )
 
 
+class EvalSuiteSection(_Section):
+    """An eval suite run while training (clean and shifted accuracy every train.eval_steps)."""
+
+    name: str = Field(default="shapes-shift", description="Shipped suite name or suite YAML path.")
+    limit: int = Field(default=20, ge=1, description="Questions per split of the suite.")
+    variants: list[str] | None = Field(
+        default=None, description="Variant names to run (clean always); null = all of the suite's."
+    )
+    batch_size: int = Field(default=16, ge=1, description="Questions per generation batch.")
+
+
 class TrainSection(_Section):
     """Optimisation, precision, scale-out and adapters."""
 
@@ -243,8 +254,20 @@ class TrainSection(_Section):
         default=None, description="DeepSpeed preset (zero2, zero3, zero3_offload) or a DeepSpeed JSON path."
     )
     logging_steps: int = Field(default=10, ge=1, description="Log loss, KL terms and alpha every N steps.")
+    eval_steps: int = Field(
+        default=200, ge=1, description="Eval loss on data.eval and train.eval_suite every N optimizer steps."
+    )
+    eval_suite: EvalSuiteSection | None = Field(
+        default=None,
+        description="Suite evaluated while training (a name is short for {name: ...}); null = none.",
+    )
     lora: LoraSection = Field(default_factory=LoraSection, description="LoRA settings.")
     qlora: QLoraSection = Field(default_factory=QLoraSection, description="QLoRA settings.")
+
+    @field_validator("eval_suite", mode="before")
+    @classmethod
+    def _suite_name(cls, value: Any) -> Any:
+        return {"name": value} if isinstance(value, str) else value
 
     @field_validator("scheduler")
     @classmethod

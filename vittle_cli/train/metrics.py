@@ -8,6 +8,10 @@ import torch
 
 # The fields of one metrics.jsonl row, in order (docs: "Run directory").
 METRIC_FIELDS = ("step", "epoch", "loss", "ce", "kl_v", "kl_t", "alpha", "lr", "grad_norm", "tokens_per_s")
+# Fields of an evaluation row ({"step", "epoch", *these}): eval loss on data.eval, train.eval_suite scores.
+EVAL_FIELDS = (
+    "eval_loss", "suite_clean_accuracy", "suite_shift_accuracy", "suite_clean_f1", "suite_shift_f1",
+)  # fmt: skip
 
 
 class LossMeter:

@@ -67,6 +67,8 @@ def build_training_arguments(recipe, run_dir: Path, ds_config: dict | None, worl
     import torch
     from transformers import TrainingArguments
 
+    from vittle_cli.train.in_training_eval import eval_arguments
+
     t, o = recipe.train, recipe.output
     report_to = [r for r in o.report_to if r not in ("tensorboard", "none")]
     return TrainingArguments(
@@ -104,6 +106,7 @@ def build_training_arguments(recipe, run_dir: Path, ds_config: dict | None, worl
         # parameters LLaVA never uses (post_layernorm), which plain DDP would otherwise reject.
         ddp_find_unused_parameters=None,
         **_precision_flags(t.precision),
+        **eval_arguments(recipe, has_eval_dataset=bool(recipe.data.eval)),
     )
 
 
@@ -199,7 +202,7 @@ def run_train(
     import torch
     from transformers import set_seed
 
-    from vittle_cli.data import DataCollator, build_train_dataset
+    from vittle_cli.data import DataCollator, build_eval_dataset, build_train_dataset
     from vittle_cli.model.attach import get_bottleneck
     from vittle_cli.model.bottleneck import VittleConfig
     from vittle_cli.model.builtin import resolve_model_source
@@ -255,6 +258,7 @@ def run_train(
     dataset, report = build_train_dataset(recipe.data, processor, seed=recipe.train.seed)
     if world.is_main:
         logger.info(report.summary())
+    eval_built = build_eval_dataset(recipe.data, processor, seed=recipe.train.seed)
     dataset.problem_log = run_dir / PROBLEM_LOG
     bad_data = BadDataCallback(copy.deepcopy(report), recipe.data.max_bad_fraction, dataset.problem_log)
 
@@ -262,18 +266,29 @@ def run_train(
     callbacks = [MetricsJsonlCallback(run_dir / "metrics.jsonl"), progress, bad_data]
     if get_bottleneck(model) is not None:
         callbacks.insert(0, AlphaCallback(VittleConfig(**recipe.bottleneck.model_dump(exclude={"enabled"}))))
+    suite_eval = None
+    if recipe.train.eval_suite is not None:
+        from vittle_cli.train.in_training_eval import SuiteEvalCallback
+
+        suite_eval = SuiteEvalCallback(
+            recipe.train.eval_suite, recipe.train.eval_steps, run_dir, processor, world.world_size
+        )
+        callbacks.append(suite_eval)
     if "tensorboard" in recipe.output.report_to and (tb := _tensorboard_callback(run_dir)) is not None:
         callbacks.append(tb)
     trainer = VittleTrainer(
         model=model,
         args=args,
         train_dataset=dataset,
+        eval_dataset=eval_built[0] if eval_built else None,
         data_collator=DataCollator(processor),
         processing_class=processor,
         callbacks=callbacks,
         train_sampler=_train_sampler(recipe, dataset, args, world),
         zero3=ds_config is not None and zero_stage(ds_config) == 3,
     )
+    if suite_eval is not None:
+        suite_eval.trainer = trainer  # it logs through the trainer, like every other row
     try:
         output = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
         # A run stopped for bad data has its checkpoint (the callback asked for one), not a final model.
