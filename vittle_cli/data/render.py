@@ -64,7 +64,9 @@ _WRAPPERS: dict[str, tuple[str, str] | None] = {}  # chat template -> (text befo
 
 def _probe_messages() -> list[dict]:
     roles = ("user", "assistant", "user", "assistant")
-    return [{"role": r, "content": [{"type": "text", "text": t}]} for r, t in zip(roles, _PROBE_TEXT, strict=True)]
+    return [
+        {"role": r, "content": [{"type": "text", "text": t}]} for r, t in zip(roles, _PROBE_TEXT, strict=True)
+    ]
 
 
 def _response_wrapper(processor) -> tuple[str, str] | None:
@@ -90,7 +92,9 @@ def _response_wrapper(processor) -> tuple[str, str] | None:
     return _WRAPPERS[template]
 
 
-def _searched_spans(messages: list[dict], full: str, wrapper: tuple[str, str]) -> list[tuple[int, int, int]] | None:
+def _searched_spans(
+    messages: list[dict], full: str, wrapper: tuple[str, str]
+) -> list[tuple[int, int, int]] | None:
     """Spans found by one left-to-right search of the rendered text (linear in its length): each message's
     text in turn, a response as before + text + after. None when any text is not where it should be."""
     before, after = wrapper
@@ -154,10 +158,14 @@ def _encode(processor, messages: list[dict], images: list) -> tuple[dict, list[l
     if where is None:
         raise SampleProblem("response_not_located", "processor tokens do not extend the text tokens")
     positions: list[list[int]] = [[] for _ in spans]
+    s = 0  # spans are ordered and disjoint, tokens too: one merge pass (linear in the conversation)
     for k, (start, end) in enumerate(plain["offset_mapping"]):
-        for s, (_, lo, hi) in enumerate(spans):
-            if end > start and lo <= start < hi:
-                positions[s].append(where[k])
+        while s < len(spans) and start >= spans[s][2]:
+            s += 1
+        if s == len(spans):
+            break
+        if end > start and spans[s][1] <= start:
+            positions[s].append(where[k])
     for s, (a, lo, hi) in enumerate(spans):
         pos = positions[s]
         decoded = tok.decode(
