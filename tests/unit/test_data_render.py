@@ -170,7 +170,7 @@ def test_template_whose_prompt_is_not_a_prefix_is_response_not_located(processor
     assert info.value.kind == "response_not_located"
 
 
-CHATML = (
+IM_CHATML = (
     "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\n' }}"
     "{% if message['content'] is string %}{{ message['content'] }}{% else %}"
     "{% for c in message['content'] %}{% if c['type'] == 'image' %}{{ '<image>' }}"
@@ -185,7 +185,7 @@ def test_one_render_and_a_search_find_the_same_responses_as_rendering_every_pref
 
     proc = processor if template == "tiny" else copy.deepcopy(processor)
     if template == "chatml":
-        proc.chat_template = CHATML
+        proc.chat_template = IM_CHATML
     wrapper = _response_wrapper(proc)
     assert wrapper is not None  # the fast path is on for both templates
     tricky = [
@@ -202,7 +202,7 @@ def test_a_template_the_probe_cannot_verify_falls_back_to_the_exact_method(proce
 
     odd = copy.deepcopy(processor)
     # responses rendered upper-cased: the probe text is not found, so no search is trusted
-    odd.chat_template = CHATML.replace("{{ c['text'] }}", "{{ c['text'] | upper }}")
+    odd.chat_template = IM_CHATML.replace("{{ c['text'] }}", "{{ c['text'] | upper }}")
     assert _response_wrapper(odd) is None
     sample = render_conversation(odd, MULTI_TURN[:2], [_img()], 512).tensors
     assert processor.tokenizer.decode(sample["input_ids"][sample["labels"] != IGNORE_INDEX]).startswith("YES")
