@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import torch
 from PIL import Image
 
+from vittle_cli.data.prompt import render_query_prompt
 from vittle_cli.errors import UsageError
 from vittle_cli.model.attach import image_token_ids, unwrap_model
 
@@ -45,9 +46,7 @@ class GenerationRequest:
 
 def render_prompt(processor, request: GenerationRequest) -> str:
     """The request's full prompt: one user turn (image first) plus the generation prompt."""
-    content = [{"type": "image"}] if request.image is not None else []
-    content.append({"type": "text", "text": request.text})
-    return processor.apply_chat_template([{"role": "user", "content": content}], add_generation_prompt=True)
+    return render_query_prompt(processor, request.text, has_image=request.image is not None)
 
 
 @torch.inference_mode()
