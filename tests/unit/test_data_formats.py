@@ -204,3 +204,10 @@ def test_a_hub_id_that_cannot_be_loaded_is_one_data_error(monkeypatch, processor
     monkeypatch.setattr(datasets, "load_dataset", offline)
     with pytest.raises(DataError, match="someone/chat-set: not a local file or folder, and loading it"):
         build_train_dataset(DataSection(train="someone/chat-set"), processor, cache_dir=tmp_path)
+
+
+def test_a_sharegpt_file_that_starts_with_text_only_samples_is_still_sharegpt():
+    text_only = {"conversations": [{"from": "human", "value": "Hi"}, {"from": "gpt", "value": "Hello"}]}
+    rows = [text_only, *_rows("sharegpt_conversations.json")]
+    assert detect_format(rows, "mixed.json") == "sharegpt"
+    assert detect_format([text_only], "text.json") == "llava"  # nothing says otherwise: LLaVA's from/value

@@ -44,23 +44,29 @@ def _has_list_content(turns: list) -> bool:
     return any(isinstance(t, dict) and isinstance(t.get("content"), list | tuple) for t in turns)
 
 
-def detect_format(row: dict, name: str) -> str:
-    """The format of a source whose first row is `row`.
+DETECT_ROWS = 100  # rows looked at: a sharegpt file may start with text-only samples that lack `images`
+
+
+def detect_format(rows: list[dict] | dict, name: str) -> str:
+    """The format of a source whose first rows are `rows`.
 
     Raises:
-        DataError: neither `messages` nor `conversations` in the row.
+        DataError: neither `messages` nor `conversations` in the first row.
     """
+    rows = [rows] if isinstance(rows, dict) else list(rows[:DETECT_ROWS])
+    row = rows[0] if rows else None
     if not isinstance(row, dict) or ("messages" not in row and "conversations" not in row):
         columns = sorted(row) if isinstance(row, dict) else type(row).__name__
         raise DataError(
             f"data source {name}: found columns {columns}, expected 'conversations' (LLaVA JSON) or "
             "'messages' / 'conversations' + 'images' (sharegpt, chat); convert the data to one of these forms"
         )
-    turns = turns_of(row)
-    if _has_list_content(turns):
+    rows = [r for r in rows if isinstance(r, dict)]
+    if any(_has_list_content(turns_of(r)) for r in rows):
         return CHAT
-    if "image" in row or ("messages" not in row and "images" not in row and "videos" not in row):
-        first = next((t for t in turns if isinstance(t, dict)), {})
+    keys = set().union(*rows)
+    if "image" in keys or ("messages" not in keys and "images" not in keys and "videos" not in keys):
+        first = next((t for t in turns_of(row) if isinstance(t, dict)), {})
         if "role" not in first:  # LLaVA writes from/value; a role/content file is sharegpt
             return LLAVA
     return SHAREGPT

@@ -142,7 +142,7 @@ def _json_to_arrow(path: Path, fmt: str | None = None):
     if not raw:
         raise DataError(f"data source {path}: no samples found; check the file")
     if fmt is None:
-        fmt = detect_format(raw[0], str(path))
+        fmt = detect_format(raw, str(path))
     check_format_fits(fmt, raw[0], str(path))
     norm = _normalise_llava if fmt == LLAVA else _normalise_messages
     return Dataset.from_list([norm(r, i) for i, r in enumerate(raw)]), fmt
@@ -193,8 +193,8 @@ def _from_json(path: Path, cache_dir: Path | None, fmt: str | None = None):
 def _format_of_rows(rows, fmt: str | None, name: str) -> str:
     """The format of an Arrow source (parquet, save_to_disk, hub), from its first row unless forced."""
     first = rows[0] if len(rows) else {c: None for c in rows.column_names}
-    if fmt is None:
-        return detect_format(first, name)
+    if fmt is None:  # the schema names every column any row has (a null where a row lacks it)
+        return detect_format({**{c: None for c in rows.column_names}, **first}, name)
     check_format_fits(fmt, first, name)
     return fmt
 
