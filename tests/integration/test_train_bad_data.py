@@ -9,6 +9,8 @@ import pytest
 from cli_runner import run_cli
 from PIL import Image
 
+pytestmark = pytest.mark.slow
+
 FAST = [
     "train.logging_steps=1",
     "train.per_device_batch_size=4",

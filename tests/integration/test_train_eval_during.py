@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from cli_runner import run_cli
+
+pytestmark = pytest.mark.slow
 
 
 def test_eval_loss_and_the_shift_curve_appear_in_metrics_and_the_png(tmp_path):
