@@ -202,13 +202,13 @@ def run_train(
     import torch
     from transformers import set_seed
 
-    from vittle_cli.data import DataCollator, build_eval_dataset, build_train_dataset
+    from vittle_cli.data import DataCollator
     from vittle_cli.model.attach import get_bottleneck
     from vittle_cli.model.builtin import resolve_model_source
     from vittle_cli.model.load import load_model_for_recipe
     from vittle_cli.plots import plot_metrics
     from vittle_cli.recipe import dump_recipe
-    from vittle_cli.train.bad_data import PROBLEM_LOG, BadDataCallback, write_data_report
+    from vittle_cli.train.bad_data import write_data_report
     from vittle_cli.train.callbacks import (
         AlphaCallback,
         MetricsJsonlCallback,
@@ -254,32 +254,21 @@ def run_train(
 
     set_seed(recipe.train.seed)  # the bottleneck's initial weights come from this seed
     model, processor = load_model_for_recipe(recipe)
-    dataset, report = build_train_dataset(recipe.data, processor, seed=recipe.train.seed)
-    if world.is_main:
-        logger.info(report.summary())
-    eval_built = build_eval_dataset(recipe.data, processor, seed=recipe.train.seed)
-    dataset.problem_log = run_dir / PROBLEM_LOG
-    bad_data = BadDataCallback(copy.deepcopy(report), recipe.data.max_bad_fraction, dataset.problem_log)
+    dataset, eval_dataset, bad_data = _build_data(recipe, processor, run_dir, world)
 
     progress = RichProgressCallback(console=console)
     callbacks = [MetricsJsonlCallback(run_dir / "metrics.jsonl"), progress, bad_data]
     if (bottleneck := get_bottleneck(model)) is not None:
         callbacks.insert(0, AlphaCallback(bottleneck.config))
-    suite_eval = None
-    if recipe.train.eval_suite is not None:
-        from vittle_cli.train.in_training_eval import SuiteEvalCallback
-
-        suite_eval = SuiteEvalCallback(
-            recipe.train.eval_suite, recipe.train.eval_steps, run_dir, processor, world.world_size
-        )
-        callbacks.append(suite_eval)
+    suite_eval = _suite_callback(recipe, run_dir, processor, world)
+    callbacks += [suite_eval] if suite_eval is not None else []
     if "tensorboard" in recipe.output.report_to and (tb := _tensorboard_callback(run_dir)) is not None:
         callbacks.append(tb)
     trainer = VittleTrainer(
         model=model,
         args=args,
         train_dataset=dataset,
-        eval_dataset=eval_built[0] if eval_built else None,
+        eval_dataset=eval_dataset,
         data_collator=DataCollator(processor),
         processing_class=processor,
         callbacks=callbacks,
@@ -302,20 +291,49 @@ def run_train(
     bad_data.read_new_problems()
     if world.is_main:
         write_data_report(run_dir, bad_data.report, console or _stderr_console())
-    if bad_data.exceeded:
-        raise bad_data.error()
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         torch.distributed.barrier()
         # Tear the group down explicitly: left to interpreter exit, gloo's threads are destroyed while
         # still joinable and a rank can die with SIGABRT ("terminate called without an active exception")
         # after a successful run.
         torch.distributed.destroy_process_group()
+    if bad_data.exceeded:
+        raise bad_data.error()
     return TrainResult(
         run_dir=run_dir,
         final_dir=final_dir,
         global_step=trainer.state.global_step,
         max_steps=trainer.state.max_steps,
         train_loss=output.training_loss,
+    )
+
+
+def _build_data(recipe, processor, run_dir: Path, world: WorldInfo):
+    """(train dataset, eval dataset or None, the bad-data callback) after the pre-scan.
+
+    Raises:
+        BadDataError: the pre-scan found more than data.max_bad_fraction bad samples (exit 1).
+    """
+    from vittle_cli.data import build_eval_dataset, build_train_dataset
+    from vittle_cli.train.bad_data import PROBLEM_LOG, BadDataCallback
+
+    dataset, report = build_train_dataset(recipe.data, processor, seed=recipe.train.seed)
+    if world.is_main:
+        logger.info(report.summary())
+    eval_built = build_eval_dataset(recipe.data, processor, seed=recipe.train.seed)
+    dataset.problem_log = run_dir / PROBLEM_LOG  # data workers report what they find while training here
+    # A copy: in a single process the dataset also records into its own report, which must not count twice.
+    bad_data = BadDataCallback(copy.deepcopy(report), recipe.data.max_bad_fraction, dataset.problem_log)
+    return dataset, eval_built[0] if eval_built else None, bad_data
+
+
+def _suite_callback(recipe, run_dir: Path, processor, world: WorldInfo):
+    if recipe.train.eval_suite is None:
+        return None
+    from vittle_cli.train.in_training_eval import SuiteEvalCallback
+
+    return SuiteEvalCallback(
+        recipe.train.eval_suite, recipe.train.eval_steps, run_dir, processor, world.world_size
     )
 
 
