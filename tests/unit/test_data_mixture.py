@@ -114,6 +114,11 @@ def test_list_overrides_parse_as_lists_and_single_paths_stay_strings(tmp_path):
     assert load_recipe(recipe, ["data.train=a.json"]).data.train == "a.json"
     mixed = load_recipe(recipe, ["data.train=[{path: a.json, weight: 2}, b.json]"]).data.train
     assert mixed[0] == DataSourceEntry(path="a.json", weight=2) and mixed[1] == "b.json"
+    from vittle_cli.recipe import dump_recipe
+
+    resolved = tmp_path / "config.yaml"  # a run's config.yaml loads back to the same mix
+    resolved.write_text(dump_recipe(load_recipe(recipe, ["data.train=[{path: a.json, weight: 2}, b.json]"])))
+    assert load_recipe(resolved).data.train == mixed
     assert load_recipe(recipe, ["data.eval=[c.json]"]).data.eval == ["c.json"]
     assert load_recipe(recipe, ["output.report_to=none"]).output.report_to == ["none"]  # unchanged rule
 
