@@ -86,7 +86,7 @@ def test_eval_usage_errors(capsys):
     assert "--pope-root" in capsys.readouterr().err
     assert run_main(["eval", "--model", "builtin:tiny-llava"]) == 2
     assert run_main(["eval", "--suite", "shapes", "--model", "builtin:tiny-llava", "--dtype", "float8"]) == 2
-    assert "--dtype must be one of" in capsys.readouterr().err
+    assert "--dtype float8: expected one of auto, float32 (fp32)" in capsys.readouterr().err
     assert run_main(["eval", "compare", "only-one"]) == 2
     assert (
         run_main(
@@ -95,7 +95,7 @@ def test_eval_usage_errors(capsys):
                 "--suite",
                 "pope",
                 "--model",
-                "x",
+                "builtin:tiny-llava",
                 "--questions",
                 "/nonexistent/q.jsonl",
                 "--labels-dir",

@@ -20,7 +20,9 @@ def test_shipped_suite_validates(path):
     suite = load_suite(path)
     assert suite.name == path.stem
     assert path.read_text().startswith("# vittle eval --suite " + path.stem)  # first line: how to run it
-    assert suite.prompt_suffix == SUFFIX
+    assert suite.prompt_suffix == (
+        "" if suite.is_openended else SUFFIX
+    )  # LLaVA asks open questions as they are
 
 
 def test_shift_suites_have_27_shifts_and_the_same_variants():

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import typer
 
+from vittle_cli.commands.options import Base, BatchSize, Device, Dtype, ModelRef, PopeRoot
+
 eval_app = typer.Typer(
     invoke_without_command=True,
     no_args_is_help=False,
@@ -19,32 +21,44 @@ def eval_run(
     suite: str = typer.Option(
         None, "--suite", "-s", help="Suite name (see --list-suites) or a suite .yaml file."
     ),
-    model: str = typer.Option(
-        None, "--model", "-m", help="Run dir, model dir, adapter dir, hub name or builtin:tiny-llava."
-    ),
+    model: ModelRef = None,
     out: Path = typer.Option(None, "--out", "-o", help="Output folder (default: evals/<model>/<suite>)."),
-    batch_size: int = typer.Option(16, "--batch-size", help="Sequences per forward pass."),
+    batch_size: BatchSize = 16,
     limit: int = typer.Option(None, "--limit", help="Only the first N questions of each split."),
-    device: str = typer.Option("cpu", "--device", help="torch device, e.g. cuda, cuda:1, cpu."),
-    dtype: str = typer.Option("float32", "--dtype", help="float32, bfloat16 or float16."),
+    device: Device = "auto",
+    dtype: Dtype = "auto",
     max_new_tokens: int = typer.Option(
         None, "--max-new-tokens", help="Answer length cap (default: the suite's)."
     ),
     overwrite: bool = typer.Option(
         False, "--overwrite", help="Redo a finished eval in --out (cached answers are reused)."
     ),
-    base: str = typer.Option(
-        None, "--base", help="Base model of a PEFT adapter, if its config does not name one."
-    ),
-    pope_root: Path = typer.Option(
-        None, "--pope-root", help="POPE folder in LLaVA layout (fills ${pope_root})."
-    ),
+    base: Base = None,
+    pope_root: PopeRoot = None,
     questions: Path = typer.Option(None, "--questions", help="POPE question file (llava_pope_test.jsonl)."),
     labels_dir: Path = typer.Option(
         None, "--labels-dir", help="Folder of coco_pope_<split>.json label files."
     ),
     image_root: Path = typer.Option(None, "--image-root", help="Folder of the POPE images (COCO val2014)."),
     list_suites: bool = typer.Option(False, "--list-suites", help="List the shipped suites and exit."),
+    data_root: Path = typer.Option(
+        None, "--data-root", help="Folder of an LLM-judged suite's files (fills ${data_root})."
+    ),
+    judge: str = typer.Option(
+        None, "--judge", help="LLM judge: an API model (gpt-4o), azure:DEPLOYMENT or hf:NAME_OR_PATH."
+    ),
+    judge_runs: int = typer.Option(
+        None, "--judge-runs", help="Judgments per answer (default 3 for API judges, 1 for hf:)."
+    ),
+    judge_url: str = typer.Option(
+        None, "--judge-url", help="OpenAI-compatible base URL (vLLM/SGLang/Ollama; Azure endpoint)."
+    ),
+    judge_key_env: str = typer.Option(
+        None, "--judge-key-env", help="Env var holding the API key (default OPENAI_API_KEY)."
+    ),
+    judge_concurrency: int = typer.Option(8, "--judge-concurrency", help="Judge requests in flight."),
+    judge_timeout: float = typer.Option(120.0, "--judge-timeout", help="Seconds per judge request."),
+    judge_retries: int = typer.Option(6, "--judge-retries", help="Retries on 429/5xx/timeouts, backoff."),
 ) -> None:
     """Evaluate a model on a robustness suite: clean + visual, text and joint shifts.
 
@@ -55,6 +69,8 @@ def eval_run(
       vittle eval --suite shapes-shift --model runs/tiny/final --limit 50
 
       vittle eval --suite pope-shift --model runs/llava15-vittle-f/final --pope-root playground/data/eval/pope --device cuda
+
+      vittle eval --suite lbcoco-shift --model runs/llava15-vittle-f/final --data-root playground/data/eval/llava-bench-coco --judge gpt-4o
 
       vittle eval compare evals/baseline/pope-shift evals/vittle-f/pope-shift
     """
@@ -69,8 +85,17 @@ def eval_run(
         raise UsageError(
             "vittle eval needs --suite and --model (see vittle eval --help, vittle eval --list-suites)"
         )
+    from vittle_cli.eval.judge.backends import JudgeOptions
     from vittle_cli.eval.runner import run_eval
 
+    judge_options = JudgeOptions(
+        url=judge_url,
+        key_env=judge_key_env,
+        timeout=judge_timeout,
+        max_retries=judge_retries,
+        concurrency=judge_concurrency,
+    )
+    data_vars = {k: str(v) for k, v in (("pope_root", pope_root), ("data_root", data_root)) if v}
     pope_files = {"questions": questions, "labels_dir": labels_dir, "image_root": image_root}
     run_eval(
         suite,
@@ -83,8 +108,11 @@ def eval_run(
         max_new_tokens=max_new_tokens,
         overwrite=overwrite,
         base=base,
-        data_vars={"pope_root": str(pope_root)} if pope_root else None,
+        data_vars=data_vars or None,
         pope_files={k: str(v) for k, v in pope_files.items() if v is not None},
+        judge=judge,
+        judge_runs=judge_runs,
+        judge_options=judge_options,
     )
 
 
@@ -100,6 +128,8 @@ def _print_suites() -> None:
     for name in shipped_suites():
         s = load_suite(name)
         data = s.data if isinstance(s.data, str) else "POPE files (--pope-root)"
+        if s.is_openended:
+            data = f"{s.data.openended.layout} files (--data-root), LLM judge (--judge)"
         table.add_row(name, str(len(s.variants)), data, s.description)
     Console().print(table)
 
@@ -110,7 +140,11 @@ def eval_compare(
         ..., help="results.json files or eval folders; the first is the reference."
     ),
     out: Path = typer.Option(None, "--out", "-o", help="Also write compare.json and compare.png here."),
-    metric: str = typer.Option("f1", "--metric", help="accuracy, precision, recall, f1 or yes_ratio."),
+    metric: str = typer.Option(
+        "f1",
+        "--metric",
+        help="accuracy, precision, recall, f1, yes_ratio or relative_score (default for LLM-judged suites).",
+    ),
 ) -> None:
     """Compare evals side by side: per variant and group mean, with deltas against the first.
 

@@ -52,9 +52,13 @@ def run_compare(paths: list[str], *, out: Path | None = None, metric: str = "f1"
 
     if len(paths) < 2:
         raise UsageError("compare needs at least two results.json files or eval folders")
-    if metric not in ("accuracy", "precision", "recall", "f1", "yes_ratio"):
-        raise UsageError(f"unknown metric {metric!r}; use accuracy, precision, recall, f1 or yes_ratio")
     docs = [read_results(p) for p in paths]
+    if metric == "f1" and all((d.get("task") or {}).get("name") == "openended" for d in docs):
+        metric = "relative_score"  # the LLM-judged suites' score (RP), higher is better
+    if metric not in ("accuracy", "precision", "recall", "f1", "yes_ratio", "relative_score"):
+        raise UsageError(
+            f"unknown metric {metric!r}; use accuracy, precision, recall, f1, yes_ratio or relative_score"
+        )
     labels = [f"{d['model']} ({Path(d['_path']).parent.name})" for d in docs]
     names, values = compare_table(docs, metric)
     group_names = [

@@ -26,7 +26,6 @@ from vittle_cli.fileio import write_json
 T = TypeVar("T")
 RESULTS = "results.json"
 CHART = "results.png"
-DTYPES = ("float32", "bfloat16", "float16", "auto")
 CHUNK_BATCHES = 4  # questions handed to the generator at a time = batch_size x this (bounds memory)
 
 
@@ -97,8 +96,8 @@ def run_eval(
     out: Path | None = None,
     batch_size: int = 16,
     limit: int | None = None,
-    device: str = "cpu",
-    dtype: str = "float32",
+    device: str = "auto",
+    dtype: str = "auto",
     max_new_tokens: int | None = None,
     overwrite: bool = False,
     base: str | None = None,
@@ -108,6 +107,10 @@ def run_eval(
     generate: Callable | None = None,
     load_model: Callable | None = None,
     console=None,
+    judge: str | None = None,
+    judge_runs: int | None = None,
+    judge_options=None,
+    judge_backend=None,
 ) -> dict:
     """Evaluate `model` on `suite`; write results.json, predictions.jsonl and results.png into `out`.
 
@@ -117,6 +120,8 @@ def run_eval(
         limit: the first N questions of each split.
         data_vars / pope_files: fill `${var}` placeholders / replace the POPE paths of the suite.
         generate, load_model: replace generate_answers / load_vittle_model (tests, other engines).
+        judge, judge_runs, judge_options, judge_backend: the LLM judge of the open-ended suites
+            (vittle_cli.eval.openended); judge_backend is a ready judge object (tests).
     Returns:
         The results document (also written to results.json).
     Raises:
@@ -130,16 +135,44 @@ def run_eval(
     suite = suite.with_data(data_vars, **(pope_files or {}))
     if limit is not None and limit < 1:
         raise UsageError(f"--limit must be at least 1 (got {limit})")
-    if dtype not in DTYPES:
-        raise UsageError(f"--dtype must be one of {', '.join(DTYPES)} (got {dtype!r})")
+    from vittle_cli.model.device import resolve_device_dtype
+
+    device, dtype = resolve_device_dtype(device, dtype)
     if batch_size < 1:
         raise UsageError(f"--batch-size must be at least 1 (got {batch_size})")
+    if load_model is None:  # a bad --model fails now, before any work, with every command's message
+        from vittle_cli.model.reference import loadable_model_ref
+
+        loadable_model_ref(model)
     max_new_tokens = max_new_tokens or suite.max_new_tokens
     out = Path(out) if out is not None else default_out_dir(model, suite.name)
     if (out / RESULTS).is_file() and not overwrite:
         raise UsageError(
             f"{out / RESULTS} exists (a finished eval); pass --overwrite to redo it "
             "(cached answers are reused) or choose another --out"
+        )
+    if suite.is_openended:
+        from vittle_cli.eval.openended import run_openended_eval
+
+        return run_openended_eval(
+            suite,
+            model,
+            out=out,
+            judge_spec=judge,
+            judge_runs=judge_runs,
+            judge_options=judge_options,
+            judge=judge_backend,
+            batch_size=batch_size,
+            limit=limit,
+            device=device,
+            dtype=dtype,
+            max_new_tokens=max_new_tokens,
+            overwrite=overwrite,
+            base=base,
+            cache_dir=cache_dir,
+            generate=generate,
+            load_model=load_model,
+            console=console,
         )
     data = load_suite_data(suite)  # validates every file before any model work
     for w in data.report.warnings:
@@ -183,6 +216,7 @@ def run_eval(
         seconds=time.time() - started,
         computed=missing,
     )
+    results.update(device=device, dtype=dtype)  # what this invocation ran on (auto resolved)
     write_json(out / RESULTS, results)
     plot_results(results, out / CHART)
     print_table(results, console)

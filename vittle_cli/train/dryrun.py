@@ -22,11 +22,12 @@ def _skeleton(recipe):
     from transformers import AutoConfig, AutoModelForImageTextToText
 
     from vittle_cli.model.prepare import prepare_for_training
+    from vittle_cli.model.reference import trainable_source
 
     m = recipe.model
     if m.compose is not None:
         raise NotImplementedError("a composed model (model.compose) is only built when training starts")
-    source = processor_source = m.name
+    source = processor_source = trainable_source(m.name, "model.name")
     hub = {"revision": m.revision, "trust_remote_code": m.trust_remote_code}
     config = AutoConfig.from_pretrained(source, **hub)
     with torch.device("meta"):
@@ -108,7 +109,19 @@ def build_plan(recipe, *, world_size: int = 1, launch_command: list[str] | None 
         from vittle_cli.train.deepspeed import resolve_deepspeed_config
 
         plan.deepspeed_config = resolve_deepspeed_config(t.deepspeed)
+    _add_memory_plan(plan, recipe)
     return plan
+
+
+def _add_memory_plan(plan: TrainPlan, recipe) -> None:
+    from vittle_cli.train.memory_report import memory_plan_for_recipe
+
+    try:
+        plan.memory = memory_plan_for_recipe(
+            recipe, world_size=plan.world_size, ds_config=plan.deepspeed_config
+        )
+    except ValueError as err:
+        plan.notes.append(f"no memory plan: {err}")
 
 
 def print_plan(plan: TrainPlan, console) -> None:
@@ -161,5 +174,9 @@ def print_plan(plan: TrainPlan, console) -> None:
         import shlex
 
         console.print("launch command: " + escape(shlex.join(plan.launch_command)), highlight=False)
+    if plan.memory is not None:
+        from vittle_cli.train.memory_report import render_memory_plan
+
+        render_memory_plan(plan.memory, console)
     for note in plan.notes:
         console.print(f"[yellow]note:[/] {escape(note)}")

@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vittle_cli.errors import UsageError
+from vittle_cli.layout import FINAL_DIR, LOSS_PLOT, METRICS_FILE, STAGING_DIR
 from vittle_cli.train.plan import WorldInfo
 from vittle_cli.train.rundir import (
-    STAGING_DIR,
     prepare_run_dir,
     resolve_resume,
     run_dir_for,
@@ -68,6 +68,7 @@ def build_training_arguments(recipe, run_dir: Path, ds_config: dict | None, worl
     from transformers import TrainingArguments
 
     from vittle_cli.train.in_training_eval import eval_arguments
+    from vittle_cli.train.optim import economy_training_args
 
     t, o = recipe.train, recipe.output
     report_to = [r for r in o.report_to if r not in ("tensorboard", "none")]
@@ -107,6 +108,7 @@ def build_training_arguments(recipe, run_dir: Path, ds_config: dict | None, worl
         ddp_find_unused_parameters=None,
         **_precision_flags(t.precision),
         **eval_arguments(recipe, has_eval_dataset=bool(recipe.data.eval)),
+        **economy_training_args(t),
     )
 
 
@@ -250,14 +252,23 @@ def run_train(
                 ),
             )
             if checkpoint is not None:
-                truncate_metrics(run_dir / "metrics.jsonl", _checkpoint_step(checkpoint))
+                truncate_metrics(run_dir / METRICS_FILE, _checkpoint_step(checkpoint))
 
     set_seed(recipe.train.seed)  # the bottleneck's initial weights come from this seed
     model, processor = load_model_for_recipe(recipe)
     dataset, eval_dataset, bad_data = _build_data(recipe, processor, run_dir, world)
 
+    from vittle_cli.train.memory_callbacks import BottleneckInOptimizerCallback, PeakMemoryCallback
+
     progress = RichProgressCallback(console=console)
-    callbacks = [MetricsJsonlCallback(run_dir / "metrics.jsonl"), progress, bad_data]
+    # PeakMemoryCallback first: it adds its fields to the log row the others write.
+    callbacks = [
+        PeakMemoryCallback(),
+        MetricsJsonlCallback(run_dir / METRICS_FILE),
+        progress,
+        BottleneckInOptimizerCallback(),
+        bad_data,
+    ]
     if (bottleneck := get_bottleneck(model)) is not None:
         callbacks.insert(0, AlphaCallback(bottleneck.config))
     suite_eval = _suite_callback(recipe, run_dir, processor, world)
@@ -286,8 +297,8 @@ def run_train(
         if world.is_main:  # a checkpoint interrupted mid-write never got its final name
             shutil.rmtree(run_dir / STAGING_DIR, ignore_errors=True)
         raise
-    if world.is_main and (run_dir / "metrics.jsonl").is_file():
-        plot_metrics(run_dir / "metrics.jsonl", run_dir / "loss.png")
+    if world.is_main and (run_dir / METRICS_FILE).is_file():
+        plot_metrics(run_dir / METRICS_FILE, run_dir / LOSS_PLOT)
     bad_data.read_new_problems()
     if world.is_main:
         write_data_report(run_dir, bad_data.report, console or _stderr_console())
@@ -351,8 +362,8 @@ def _checkpoint_step(checkpoint: Path) -> int:
 
 def _save_final(trainer, run_dir: Path) -> Path:
     """Save the model/adapter + processor + vittle files to final/, via a staging folder (all ranks call)."""
-    staging = run_dir / STAGING_DIR / "final"
-    final = run_dir / "final"
+    staging = run_dir / STAGING_DIR / FINAL_DIR
+    final = run_dir / FINAL_DIR
     trainer.save_model(str(staging))
     trainer.accelerator.wait_for_everyone()
     if trainer.args.should_save:

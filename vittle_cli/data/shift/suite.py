@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from vittle_cli.errors import UsageError
 
 Group = Literal["clean", "visual", "text", "joint"]
-METRICS = ("accuracy", "precision", "recall", "f1", "yes_ratio", "ambiguous")
+METRICS = ("accuracy", "precision", "recall", "f1", "yes_ratio", "ambiguous", "relative_score")
 DEFAULT_SUFFIX = "\nAnswer the question using a single word or phrase."
 _PLACEHOLDER = re.compile(r"\$\{(\w+)\}")
 
@@ -112,13 +112,28 @@ class PopeData(_Strict):
     pope: PopeFiles
 
 
+class OpenEndedFiles(_Strict):
+    """An LLM-judged benchmark (vittle_cli.data.shift.openended): its layout and the files it needs."""
+
+    layout: Literal["lbcoco", "lbwild", "lbwilder", "wvbench"]
+    questions: str
+    rules: str
+    answers: str | None = None
+    context: str | None = None
+    image_root: str | None = None
+
+
+class OpenEndedData(_Strict):
+    openended: OpenEndedFiles
+
+
 class Suite(_Strict):
     """A validated evaluation suite."""
 
     name: str
     description: str = ""
-    data: str | PopeData = Field(
-        description="'builtin:shapes' or {pope: {questions, labels_dir, image_root}}"
+    data: str | PopeData | OpenEndedData = Field(
+        description="'builtin:shapes', {pope: {questions, labels_dir, image_root}} or {openended: {layout, ...}}"
     )
     splits: list[str] = Field(default_factory=lambda: ["adversarial", "popular", "random"])
     prompt_suffix: str = DEFAULT_SUFFIX
@@ -165,14 +180,17 @@ class Suite(_Strict):
         """Names of the `${var}` placeholders still unfilled in the data paths."""
         if isinstance(self.data, str):
             return []
-        f = self.data.pope
-        return sorted({m for s in (f.questions, f.labels_dir, f.image_root) for m in _PLACEHOLDER.findall(s)})
+        paths = self.data.openended if isinstance(self.data, OpenEndedData) else self.data.pope
+        values = [v for v in paths.model_dump().values() if isinstance(v, str)]
+        return sorted({m for s in values for m in _PLACEHOLDER.findall(s)})
 
     def with_data(self, variables: dict[str, str] | None = None, **fields: str | None) -> Suite:
         """A copy with `${var}` placeholders filled from `variables` and POPE fields (questions,
         labels_dir, image_root) replaced where given. No-op for builtin data."""
         if isinstance(self.data, str):
             return self
+        if isinstance(self.data, OpenEndedData):
+            return self._with_openended(variables or {})
         given = {k: str(v) for k, v in fields.items() if v is not None}
         unknown = set(given) - set(PopeFiles.model_fields)
         if unknown:
@@ -183,6 +201,20 @@ class Suite(_Strict):
             k: _PLACEHOLDER.sub(lambda m: variables.get(m.group(1), m.group(0)), v) for k, v in values.items()
         }
         return self.model_copy(update={"data": PopeData(pope=PopeFiles(**filled))})
+
+    def _with_openended(self, variables: dict[str, str]) -> Suite:
+        def fill(v):
+            if not isinstance(v, str):
+                return v
+            return _PLACEHOLDER.sub(lambda m: variables.get(m.group(1), m.group(0)), v)
+
+        filled = {k: fill(v) for k, v in self.data.openended.model_dump().items()}
+        return self.model_copy(update={"data": OpenEndedData(openended=OpenEndedFiles(**filled))})
+
+    @property
+    def is_openended(self) -> bool:
+        """True for the LLM-judged suites (answers scored by a judge, not by the POPE rule)."""
+        return isinstance(self.data, OpenEndedData)
 
 
 def suites_dir() -> Path:
