@@ -48,14 +48,16 @@ def _llava7b_dir(work: Path, layers: int) -> Path:
     return target
 
 
-def _recipe(model: str, mode: str, work: Path, layers: int, batch: int, steps: int, extra: list[str]):
+def _recipe(
+    model: str, mode: str, work: Path, layers: int, batch: int, steps: int, limit: int, extra: list[str]
+):
     from vittle_cli.data import build_train_dataset
     from vittle_cli.model.builtin import resolve_model_source
     from vittle_cli.recipe import load_recipe
 
     overrides = [f"train.max_steps={steps}", "train.logging_steps=1", f"train.per_device_batch_size={batch}",
                  "output.report_to=[]", f"output.save_steps={steps * 10}", f"output.dir={work / 'runs'}",
-                 f"output.run_name={model}-{mode}", "data.limit=256", *MODES[mode]]  # fmt: skip
+                 f"output.run_name={model}-{mode}", f"data.limit={limit}", *MODES[mode]]  # fmt: skip
     if model == "llava7b":
         overrides += [f"model.name={_llava7b_dir(work, layers)}", "model.dtype=bfloat16", "train.precision=bf16",
                       "model.train_vision_tower=false", "train.gradient_checkpointing=true", "train.lr=1e-5"]  # fmt: skip
@@ -70,31 +72,32 @@ def _recipe(model: str, mode: str, work: Path, layers: int, batch: int, steps: i
 
 def compare_plan_with_peak(
     model: str = "tiny", mode: str = "full", *, work: Path | None = None, layers: int = 32, batch: int = 4,
-    steps: int = 4, extra: list[str] | None = None,
+    steps: int = 4, limit: int = 256, extra: list[str] | None = None,
 ) -> dict:  # fmt: skip
-    """Plan and measured peak (GiB) of one short run on CUDA, and their ratio.
+    """Plan and measured peak (GiB) of one short run, and their ratio (None without CUDA: nothing measured).
 
     Args:
         model: "tiny" (builtin:tiny-llava) or "llava7b" (LLaVA-1.5-7B-shaped, random bf16 weights).
         mode: full, lora or qlora (qlora needs bitsandbytes).
         work: folder for the saved 7B-shaped model and the runs (default: a temp folder).
+        limit: training samples (the longest of them sets data.max_length, as the plan assumes full length).
+        extra: more recipe overrides.
     """
     import torch
 
     from vittle_cli.train.memory_report import memory_plan_for_recipe
     from vittle_cli.train.run import run_train
 
-    if not torch.cuda.is_available():
-        raise SystemExit("memory_plan_vs_peak needs a CUDA GPU")
     work = Path(work or tempfile.mkdtemp(prefix="vittle-memplan-"))
-    recipe = _recipe(model, mode, work, layers, batch, steps, list(extra or []))
+    recipe = _recipe(model, mode, work, layers, batch, steps, limit, list(extra or []))
     plan = memory_plan_for_recipe(recipe)
     result = run_train(recipe, overwrite=True)
     rows = [json.loads(line) for line in (result.run_dir / "metrics.jsonl").read_text().splitlines()]
     peak = max(r.get("max_mem_allocated_gib") or 0.0 for r in rows)
     reserved = max(r.get("max_mem_reserved_gib") or 0.0 for r in rows)
     planned = plan.total / 2**30
-    torch.cuda.empty_cache()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
     return {
         "model": model if model == "tiny" else f"llava7b-{layers}l",
         "mode": mode,
@@ -121,6 +124,11 @@ def main() -> int:
     p.add_argument("--work", default=None, help="folder for the saved model and runs (default: temp)")
     p.add_argument("--json", default=None, help="also write the results to this JSON file")
     args = p.parse_args()
+    import torch
+
+    if not torch.cuda.is_available():
+        print("error: memory_plan_vs_peak measures CUDA memory and no CUDA GPU is visible", file=sys.stderr)
+        return 2
     models = ["tiny", "llava7b"] if args.model == "both" else [args.model]
     results = []
     for model in models:

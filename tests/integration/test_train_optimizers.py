@@ -108,3 +108,40 @@ def test_optimizer_trains_the_tiny_model_and_the_bottleneck(optimizer, tmp_path,
     assert before and set(after) >= set(before)
     changed = [n for n in before if not torch.equal(before[n], after[n].to(before[n].dtype))]
     assert changed == list(before), f"not updated by {optimizer}: {sorted(set(before) - set(changed))}"
+
+
+@pytest.mark.slow
+def test_peak_memory_reaches_metrics_and_inspect_run(tmp_path, monkeypatch, capsys):
+    """The wiring on CPU: with the CUDA reading faked, every log row carries it and `inspect run` shows the peak."""
+    from vittle_cli.train import memory_callbacks
+
+    readings = iter([{"max_mem_allocated_gib": 1.5, "max_mem_reserved_gib": 2.0},
+                     {"max_mem_allocated_gib": 1.25, "max_mem_reserved_gib": 2.5}])  # fmt: skip
+    monkeypatch.setattr(memory_callbacks, "peak_memory_gib", lambda *a: next(readings, None))
+    code = run_cli(["train", "recipes/tiny.yaml", *FAST, f"output.dir={tmp_path}", "output.run_name=run"])
+    assert code == 0
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [(r["max_mem_allocated_gib"], r["max_mem_reserved_gib"]) for r in rows] == [
+        (1.5, 2.0),
+        (1.25, 2.5),
+    ]
+    capsys.readouterr()
+    assert run_cli(["inspect", "run", str(tmp_path / "run")]) == 0
+    assert "peak GPU memory per device: 1.5 GiB allocated, 2.5 GiB reserved" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_the_gpu_comparison_script_runs_its_tiny_case(tmp_path):
+    """benchmarks/memory_plan_vs_peak.py end to end on CPU (nothing measured there): the GPU check script
+    calls the same function, so its plumbing is tested before any GPU time is spent."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+    from memory_plan_vs_peak import compare_plan_with_peak
+
+    result = compare_plan_with_peak("tiny", "full", work=tmp_path, batch=2, steps=2, limit=16)
+    assert result["plan_gib"] > 0 and result["seq_len"] < 256  # the data's longest sample, not max_length
+    assert "activations: decoder" in result["plan_rows_gib"]
+    if not torch.cuda.is_available():
+        assert result["peak_allocated_gib"] == 0 and result["plan_over_peak"] is None

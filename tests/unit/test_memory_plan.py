@@ -119,6 +119,14 @@ def test_model_states_equal_deepspeeds_estimators(stage, offload_opt, offload_pa
 # ---- published figures -------------------------------------------------------------------------------------
 
 
+def test_zero_stage_1_keeps_every_16bit_gradient():
+    group = [ParamGroup("all", 1000, 2, True)]
+    one, _ = model_state_rows(group, PlanSettings(zero_stage=1, world_size=4), 0)
+    two, _ = model_state_rows(group, PlanSettings(zero_stage=2, world_size=4), 0)
+    assert one["gradients"] - two["gradients"] == 1000 * 2 * (1 - 1 / 4)
+    assert one["optimizer states"] == two["optimizer states"] == 1000 * 12 / 4
+
+
 def test_zero_paper_figure_1():
     """ZeRO (Rajbhandari et al., 2020, arXiv:1910.02054), Figure 1: a 7.5B model on 64 GPUs with mixed-precision
     Adam (K = 12) needs 120 GB per GPU in plain data parallelism, 16.6 GB with ZeRO-2 (P_os+g) and 1.9 GB with
@@ -137,12 +145,13 @@ def test_zero_paper_figure_1():
     assert (sum(zero3.values()) - 2 * psi / nd) / 1e9 == pytest.approx(1.9, abs=0.05)
 
 
-def test_qlora_paper_bits_per_parameter():
+@pytest.mark.parametrize("name", ["llava-hf/llava-1.5-7b-hf", "llava-hf/llava-1.5-13b-hf"])
+def test_qlora_paper_bits_per_parameter(name):
     """QLoRA (Dettmers et al., 2023, arXiv:2305.14314), section 3: NF4 with a float32 absmax per 64 weights costs
     32/64 = 0.5 extra bits per parameter; double quantisation brings it to 8/64 + 32/(64*256) = 0.127."""
     assert QUANT_BITS[(4, False)] - 4 == pytest.approx(0.5)
     assert QUANT_BITS[(4, True)] - 4 == pytest.approx(0.127, abs=5e-4)
-    shapes = known_shapes("llava-hf/llava-1.5-7b-hf")
+    shapes = known_shapes(name)
     groups = parameter_groups(shapes, PlanSettings(mode="qlora"))
     quantised = next(g for g in groups if "quantised" in g.name)
     assert quantised.count * quantised.weight_bytes == pytest.approx(

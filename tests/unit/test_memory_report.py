@@ -191,3 +191,23 @@ def test_a_bottleneck_missing_from_the_optimizer_stops_the_run():
     partial = torch.optim.SGD(model.other.parameters(), lr=0.1)
     with pytest.raises(VittleError, match="vittle_bottleneck.weight"):
         BottleneckInOptimizerCallback().on_train_begin(args, None, None, model=model, optimizer=partial)
+
+
+@pytest.mark.parametrize("overrides", [[], ["bottleneck.prior=L"], [*LORA, "train.lora.r=4"],
+                                       [*LORA, "train.qlora.enabled=true", "train.lora.targets=[language_model,projector]"]])  # fmt: skip
+def test_the_plan_counts_what_the_loaded_model_has(overrides):
+    from vittle_cli.model.components import parameter_summary
+    from vittle_cli.model.load import load_model_for_recipe
+    from vittle_cli.train.memory_report import counted_params
+
+    recipe = load_recipe("tiny", overrides)
+    model, _ = load_model_for_recipe(recipe)
+    real = sum(total for _, _, total in parameter_summary(model))
+    assert counted_params(shapes_for_recipe(recipe), PlanSettings.from_recipe(recipe)) == real
+    plan = memory_plan_for_recipe(recipe, parameters=parameter_summary(model))
+    assert not [n for n in plan.notes if "parameters" in n]
+
+
+def test_a_model_the_planner_does_not_describe_is_flagged():
+    plan = memory_plan_for_recipe(load_recipe("tiny", []), parameters=[("language_model", 10, 10)])
+    assert any("take the plan as a rough guide" in n for n in plan.notes)

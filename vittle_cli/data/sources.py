@@ -34,6 +34,7 @@ from vittle_cli.data.formats import (
     turns_of,
 )
 from vittle_cli.errors import DataError
+from vittle_cli.fileio import read_utf8
 
 NORMALISED_VERSION = 2  # bump when the normalisation changes, so cached Arrow copies of JSON are redone
 FORMAT_FILE = "vittle_format.txt"  # the detected format, kept beside a cached Arrow copy
@@ -114,7 +115,7 @@ def _normalise_messages(row: dict, index: int) -> dict:
 
 
 def _read_json_rows(path: Path) -> list:
-    text = path.read_text(encoding="utf-8")
+    text = read_utf8(path, "data source")
     if path.suffix == ".jsonl":
         rows = []
         for n, line in enumerate(text.splitlines(), start=1):

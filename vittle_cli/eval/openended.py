@@ -76,19 +76,8 @@ def run_openended_eval(
     from vittle_cli.eval.predictions import PredictionCache
     from vittle_cli.eval.runner import RESULTS, _fingerprint
 
-    if judge is None and not judge_spec:
-        raise UsageError(
-            f"suite {suite.name!r} is scored by an LLM judge: pass --judge MODEL (e.g. gpt-4o with "
-            "$OPENAI_API_KEY, --judge-url for a local vLLM/SGLang/Ollama server) or --judge hf:NAME_OR_PATH"
-        )
-    if judge_runs is not None and judge_runs < 1:
-        raise UsageError(f"--judge-runs must be at least 1 (got {judge_runs})")
+    _check_options(suite, out / RESULTS, judge is not None or bool(judge_spec), judge_runs, overwrite)
     max_new_tokens = max_new_tokens or suite.max_new_tokens
-    if (out / RESULTS).is_file() and not overwrite:
-        raise UsageError(
-            f"{out / RESULTS} exists (a finished eval); pass --overwrite to redo it "
-            "(cached answers and judgments are reused) or choose another --out"
-        )
     data = load_openended_suite(suite)  # validates every file before any model or judge work
     items = limit_items(data.items, limit)
     # a local judge runs where the model does (`device` is resolved, never "auto")
@@ -118,6 +107,24 @@ def run_openended_eval(
     results.update(device=device, dtype=dtype)  # what this invocation ran on (auto resolved)
     write_outputs(results, out, [cache.path, judgments.path], console)
     return results
+
+
+def _check_options(
+    suite, results_file: Path, has_judge: bool, judge_runs: int | None, overwrite: bool
+) -> None:
+    """Refuse a run without a judge, bad --judge-runs, or a finished results.json (without --overwrite)."""
+    if not has_judge:
+        raise UsageError(
+            f"suite {suite.name!r} is scored by an LLM judge: pass --judge MODEL (e.g. gpt-4o with "
+            "$OPENAI_API_KEY, --judge-url for a local vLLM/SGLang/Ollama server) or --judge hf:NAME_OR_PATH"
+        )
+    if judge_runs is not None and judge_runs < 1:
+        raise UsageError(f"--judge-runs must be at least 1 (got {judge_runs})")
+    if results_file.is_file() and not overwrite:
+        raise UsageError(
+            f"{results_file} exists (a finished eval); pass --overwrite to redo it "
+            "(cached answers and judgments are reused) or choose another --out"
+        )
 
 
 def write_outputs(results: dict, out: Path, caches: list[Path], console) -> None:

@@ -30,14 +30,16 @@ class PredictionCache:
         self.path = Path(out_dir) / PREDICTIONS
         info_path = Path(out_dir) / INFO
         old = json.loads(info_path.read_text(encoding="utf-8")) if info_path.is_file() else None
+        self.discarded: list[str] = []  # the fingerprint keys that differed when old answers were dropped
         if old is not None and old != fingerprint and self.path.exists():
+            changed = sorted(k for k in set(old) | set(fingerprint) if old.get(k) != fingerprint.get(k))
             if not discard_other:
-                changed = sorted(k for k in set(old) | set(fingerprint) if old.get(k) != fingerprint.get(k))
                 raise UsageError(
                     f"{out_dir} holds predictions of a different eval ({', '.join(changed)} differ); "
                     "choose another --out, or pass --overwrite to discard them"
                 )
             self.path.unlink()
+            self.discarded = changed
         write_json(info_path, fingerprint)
         self.records: dict[tuple[str, str], dict] = {}
         if self.path.exists():

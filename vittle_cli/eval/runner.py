@@ -35,18 +35,40 @@ def default_out_dir(model: str, suite_name: str) -> Path:
     return Path("evals") / slug / suite_name
 
 
-def _fingerprint(suite: Suite, model: str, max_new_tokens: int, base: str | None) -> dict:
-    """What the cached answers depend on. Limit and batch size are left out: they change which answers
-    exist or how fast they come, not what any one answer is."""
+def _fingerprint(
+    suite: Suite, model: str, max_new_tokens: int, base: str | None, dtype: str = "float32"
+) -> dict:
+    """What the cached answers depend on: the model's files (a model retrained in place must not reuse
+    its old answers), the suite, and the generation settings (reduced precision changes some greedy
+    answers). Limit and batch size are left out: they change which answers exist or how fast they come,
+    not what any one answer is."""
+    from vittle_cli.model.fingerprint import weights_fingerprint
+
     spec = suite.model_dump(mode="json", exclude={"description", "metrics"})
     digest = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
     return {
         "model": str(model),
+        "model_files": weights_fingerprint(str(model), base),
         "base": base,
         "suite": suite.name,
         "suite_sha": digest,
         "max_new_tokens": max_new_tokens,
+        "dtype": dtype,
+        "decoding": "greedy",
     }
+
+
+def _lock_out(out: Path):
+    """Check --out is a folder (or absent) and hold its lock for this process (a PathLock).
+
+    Raises:
+        UsageError: --out is a file, or another vittle process writes into it (exit 2).
+    """
+    from vittle_cli.fileio import PathLock
+
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out} is a file; pass a folder (it is created if missing)")
+    return PathLock(out, "eval folder", "choose another --out").acquire()
 
 
 def _progress(console):
@@ -89,6 +111,7 @@ def _record(variant: str, group: str, q: SuiteQuestion, answer: str) -> dict:
     }
 
 
+# long: the public entry point; its keyword options mirror `vittle eval`'s flags one per line.
 def run_eval(
     suite: str | Suite,
     model: str,
@@ -133,19 +156,26 @@ def run_eval(
     console = console or Console(stderr=True)
     suite = suite if isinstance(suite, Suite) else load_suite(suite)
     suite = suite.with_data(data_vars, **(pope_files or {}))
-    if limit is not None and limit < 1:
-        raise UsageError(f"--limit must be at least 1 (got {limit})")
-    from vittle_cli.model.device import resolve_device_dtype
-
-    device, dtype = resolve_device_dtype(device, dtype)
-    if batch_size < 1:
-        raise UsageError(f"--batch-size must be at least 1 (got {batch_size})")
-    if load_model is None:  # a bad --model fails now, before any work, with every command's message
-        from vittle_cli.model.reference import loadable_model_ref
-
-        loadable_model_ref(model)
+    device, dtype = _check_options(model, limit, batch_size, device, dtype, check_model=load_model is None)
     max_new_tokens = max_new_tokens or suite.max_new_tokens
     out = Path(out) if out is not None else default_out_dir(model, suite.name)
+    lock = _lock_out(out)
+    try:
+        return _run_eval_locked(
+            suite, model, out, batch_size=batch_size, limit=limit, device=device, dtype=dtype,
+            max_new_tokens=max_new_tokens, overwrite=overwrite, base=base, cache_dir=cache_dir,
+            generate=generate, load_model=load_model, console=console, judge=judge, judge_runs=judge_runs,
+            judge_options=judge_options, judge_backend=judge_backend,
+        )  # fmt: skip
+    finally:
+        lock.release()
+
+
+def _run_eval_locked(
+    suite, model, out, *, batch_size, limit, device, dtype, max_new_tokens, overwrite, base, cache_dir,
+    generate, load_model, console, judge, judge_runs, judge_options, judge_backend,
+) -> dict:  # fmt: skip
+    """run_eval's body, with --out locked."""
     if (out / RESULTS).is_file() and not overwrite:
         raise UsageError(
             f"{out / RESULTS} exists (a finished eval); pass --overwrite to redo it "
@@ -155,30 +185,22 @@ def run_eval(
         from vittle_cli.eval.openended import run_openended_eval
 
         return run_openended_eval(
-            suite,
-            model,
-            out=out,
-            judge_spec=judge,
-            judge_runs=judge_runs,
-            judge_options=judge_options,
-            judge=judge_backend,
-            batch_size=batch_size,
-            limit=limit,
-            device=device,
-            dtype=dtype,
-            max_new_tokens=max_new_tokens,
-            overwrite=overwrite,
-            base=base,
-            cache_dir=cache_dir,
-            generate=generate,
-            load_model=load_model,
-            console=console,
-        )
+            suite, model, out=out, judge_spec=judge, judge_runs=judge_runs, judge_options=judge_options,
+            judge=judge_backend, batch_size=batch_size, limit=limit, device=device, dtype=dtype,
+            max_new_tokens=max_new_tokens, overwrite=overwrite, base=base, cache_dir=cache_dir,
+            generate=generate, load_model=load_model, console=console,
+        )  # fmt: skip
     data = load_suite_data(suite)  # validates every file before any model work
     for w in data.report.warnings:
         console.print(f"[yellow]warning:[/] {w}")
     items = [it for it in limit_items(data.items, limit) if it.label is not None]
-    cache = PredictionCache(out, _fingerprint(suite, model, max_new_tokens, base), discard_other=overwrite)
+    fingerprint = _fingerprint(suite, model, max_new_tokens, base, dtype)
+    cache = PredictionCache(out, fingerprint, discard_other=overwrite)
+    if cache.discarded:
+        console.print(
+            f"cached answers in {out} came from a different eval ({', '.join(cache.discarded)} changed): "
+            "discarded, recomputing"
+        )
     todo = {v.name: [it for it in items if not cache.has(v.name, it.question_id)] for v in suite.variants}
     missing = sum(len(t) for t in todo.values())
     started = time.time()
@@ -188,40 +210,44 @@ def run_eval(
             f"({len(suite.variants)} variants x {len(items)} questions)"
         )
         _answer(
-            suite,
-            model,
-            todo,
-            data,
-            cache,
-            batch_size=batch_size,
-            max_new_tokens=max_new_tokens,
-            device=device,
-            dtype=dtype,
-            base=base,
-            cache_dir=cache_dir,
-            generate=generate,
-            load_model=load_model,
-            console=console,
-        )
+            suite, model, todo, data, cache, batch_size=batch_size, max_new_tokens=max_new_tokens,
+            device=device, dtype=dtype, base=base, cache_dir=cache_dir, generate=generate,
+            load_model=load_model, console=console,
+        )  # fmt: skip
     else:
         console.print(f"{suite.name}: all {len(items) * len(suite.variants)} answers cached in {cache.path}")
-    results = _results(
-        suite,
-        model,
-        items,
-        cache,
-        data,
-        limit=limit,
-        max_new_tokens=max_new_tokens,
-        seconds=time.time() - started,
-        computed=missing,
-    )
-    results.update(device=device, dtype=dtype)  # what this invocation ran on (auto resolved)
+    return _write_results(
+        _results(
+            suite, model, items, cache, data,
+            limit=limit, max_new_tokens=max_new_tokens, seconds=time.time() - started, computed=missing,
+        ),
+        out, cache, console, device=device, dtype=dtype,
+    )  # fmt: skip
+
+
+def _write_results(results: dict, out: Path, cache, console, *, device: str, dtype: str) -> dict:
+    """Record what this invocation ran on, write results.json + results.png, print the table."""
+    results.update(device=device, dtype=dtype)  # auto resolved
     write_json(out / RESULTS, results)
     plot_results(results, out / CHART)
     print_table(results, console)
     console.print(f"wrote {out / RESULTS}, {out / CHART}, {cache.path}")
     return results
+
+
+def _check_options(model, limit, batch_size, device, dtype, check_model: bool) -> tuple[str, str]:
+    """Refuse bad options before any work; returns (device, dtype) with `auto` resolved."""
+    from vittle_cli.model.device import resolve_device_dtype
+
+    if limit is not None and limit < 1:
+        raise UsageError(f"--limit must be at least 1 (got {limit})")
+    if batch_size < 1:
+        raise UsageError(f"--batch-size must be at least 1 (got {batch_size})")
+    if check_model:  # a bad --model fails now with every command's message (not after data loading)
+        from vittle_cli.model.reference import loadable_model_ref
+
+        loadable_model_ref(model)
+    return resolve_device_dtype(device, dtype)
 
 
 def _answer(

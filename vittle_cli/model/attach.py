@@ -18,13 +18,12 @@ from torch import Tensor, nn
 
 from vittle_cli.errors import ModelError
 from vittle_cli.model.bottleneck import VittleBottleneck, VittleConfig
+from vittle_cli.model.families import decoder_of, supported_names
 
 BOTTLENECK_ATTR = "vittle_bottleneck"
 _STATE_ATTR = "_vittle_attachment"
-SUPPORTED_FAMILIES = (
-    "LLaVA-1.5 (LlavaForConditionalGeneration), LLaVA-NeXT, LLaVA-OneVision, Qwen2-VL, Qwen2.5-VL "
-    "(any model whose inner `model` has `language_model.layers` and whose config has an image token id)"
-)
+# The tested families (vittle_cli/model/families.py).
+SUPPORTED_FAMILIES = supported_names()
 _TOKEN_ID_FIELDS = ("image_token_id", "image_token_index", "video_token_id", "video_token_index")
 _WRAPPER_TYPES = ("DeepSpeedEngine", "DistributedDataParallel", "DataParallel", "FullyShardedDataParallel")
 
@@ -36,6 +35,8 @@ class _Attachment:
     token_ids: list[int]
     handles: list[Any] = field(default_factory=list)
     visual_mask: Tensor | None = None  # of the forward in progress
+    # The last finished forward's mask, kept for a backward-pass recompute of the hooked layer.
+    recompute_mask: Tensor | None = None
 
 
 def unwrap_model(model: nn.Module) -> nn.Module:
@@ -51,10 +52,10 @@ def unwrap_model(model: nn.Module) -> nn.Module:
 
 def _multimodal_model(model: nn.Module) -> nn.Module:
     inner = getattr(unwrap_model(model), "model", None)
-    if not isinstance(inner, nn.Module) or not isinstance(getattr(inner, "language_model", None), nn.Module):
+    if not isinstance(inner, nn.Module) or not isinstance(decoder_of(inner), nn.Module):
         raise ModelError(
             f"cannot place the Vittle bottleneck in {type(unwrap_model(model)).__name__}: no multimodal "
-            f"`model.language_model` found; supported: {SUPPORTED_FAMILIES}"
+            f"decoder (`model.language_model`) found; supported: {SUPPORTED_FAMILIES}"
         )
     return inner
 
@@ -65,7 +66,7 @@ def find_decoder_layers(model: nn.Module) -> nn.ModuleList:
     Raises:
         ModelError: an architecture vittle cannot place, naming the supported families.
     """
-    layers = getattr(_multimodal_model(model).language_model, "layers", None)
+    layers = getattr(decoder_of(_multimodal_model(model)), "layers", None)
     if not isinstance(layers, nn.ModuleList) or len(layers) == 0:
         raise ModelError(
             f"cannot find the decoder layers of {type(unwrap_model(model)).__name__}; "
@@ -157,22 +158,43 @@ def _make_pre_hook(state: _Attachment, top: nn.Module):
 
 def _make_post_hook(state: _Attachment):
     def post_hook(module: nn.Module, args: tuple, kwargs: dict, output: Any) -> None:
-        state.visual_mask = None  # a stale mask must never meet another forward's hidden states
+        # A stale mask must never meet another forward's hidden states; only a backward recompute of
+        # this forward's layers may still use it (see _mask_for_layer).
+        state.recompute_mask = state.visual_mask
+        state.visual_mask = None
 
     return post_hook
 
 
+def _in_backward() -> bool:
+    """True while autograd runs a backward pass (where gradient checkpointing recomputes layers)."""
+    return torch._C._current_graph_task_id() != -1
+
+
+def _mask_for_layer(state: _Attachment) -> Tensor:
+    """The visual mask for a call of a hooked decoder layer.
+
+    transformers 5.17-5.22 re-run the whole layer call, hooks included, in the backward recompute of
+    gradient checkpointing, after the multimodal forward has ended: the recompute gets the mask of the
+    forward it repeats (and, as the checkpoint restores the RNG state, the same noise).
+    """
+    if state.visual_mask is not None:
+        return state.visual_mask
+    if state.recompute_mask is not None and _in_backward():
+        return state.recompute_mask
+    raise ModelError(
+        "a decoder layer with the Vittle bottleneck ran outside the multimodal model's forward; "
+        "call the top-level model (or model.model) with input_ids"
+    )
+
+
 def _make_layer_hook(state: _Attachment, top: nn.Module, apply_visual: bool, apply_text: bool):
     def layer_hook(module: nn.Module, args: tuple, kwargs: dict, output: Any) -> Any:
-        if state.visual_mask is None:
-            raise ModelError(
-                "a decoder layer with the Vittle bottleneck ran outside the multimodal model's forward; "
-                "call the top-level model (or model.model) with input_ids"
-            )
+        mask = _mask_for_layer(state)
         # Looked up per call: peft's modules_to_save replaces the attribute with a wrapper.
         bottleneck = getattr(top, BOTTLENECK_ATTR)
         hidden = output[0] if isinstance(output, tuple) else output  # tuple in transformers 4.x
-        new = bottleneck(hidden, state.visual_mask, apply_visual=apply_visual, apply_text=apply_text)
+        new = bottleneck(hidden, mask, apply_visual=apply_visual, apply_text=apply_text)
         return (new, *output[1:]) if isinstance(output, tuple) else new
 
     return layer_hook

@@ -21,6 +21,7 @@ Under DeepSpeed ZeRO (G = world size, S as above for fp32 master weights), DeepS
 (deepspeed.runtime.zero estimate_zero2/3_model_states_mem_needs):
 - ZeRO-2: 16-bit weights replicated (2 per parameter); per trained parameter (2 + 4 + 4 + S) / G:
   16-bit and fp32 gradients, fp32 master weight, optimizer states. Offloaded optimizer: 2 per parameter only.
+  ZeRO-1 (no estimator in DeepSpeed) keeps all 16-bit gradients: 2 + (4 + 4 + S) / G.
 - ZeRO-3: everything partitioned: frozen 2 / G, trained (2 + 4 + 4 + S) / G, plus 4 x the largest
   layer's parameters (the gathered working set). Offloaded optimizer: 2 / G per parameter + 4 x largest;
   offloaded parameters too: 4 x largest only.
@@ -142,7 +143,7 @@ class PlanSettings:
             lora_dropout=t.lora.dropout,
             qlora_bits=t.qlora.bits,
             qlora_double_quant=t.qlora.double_quant,
-            optimizer=getattr(t, "optimizer", "adamw_torch"),
+            optimizer=t.optimizer,
             zero_stage=int(zero.get("stage", 0)) if ds_config else 0,
             offload_optimizer=offload("offload_optimizer"),
             offload_params=offload("offload_param"),
@@ -235,9 +236,11 @@ def model_state_rows(
     if s.zero_stage in (1, 2):
         if s.offload_optimizer:
             return {"weights": weights, "gradients": 0.0, "optimizer states": 0.0}, offloaded
+        # ZeRO-1 partitions only the optimizer: every rank holds all 16-bit gradients
+        grads16 = n_trained * 2 / (G if s.zero_stage == 2 else 1)
         return {
             "weights": weights,
-            "gradients": n_trained * (2 + 4) / G,
+            "gradients": grads16 + n_trained * 4 / G,
             "optimizer states": n_trained * (4 + S) / G,
         }, 0.0
     if s.offload_params:

@@ -47,7 +47,10 @@ class PeakMemoryCallback(TrainerCallback):
     """
 
     def on_train_begin(self, args, state, control, **kwargs):
-        peak_memory_gib()  # start the first window here, not at model loading
+        import torch
+
+        if torch.cuda.is_available():  # the first window starts here, not at model loading
+            torch.cuda.reset_peak_memory_stats()
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if logs is None or "loss" not in logs:

@@ -73,7 +73,7 @@ def _alternatives(s: PlanSettings) -> list[tuple[list[str], PlanSettings]]:
     if not s.gradient_checkpointing:
         out.append((["train.gradient_checkpointing=true"], replace(s, gradient_checkpointing=True)))
     if s.batch > 1:
-        batch = max(s.batch // 2, 1) if s.batch > 2 else 1
+        batch = s.batch // 2
         accumulation = s.accumulation * s.batch // batch
         out.append(
             (
@@ -172,10 +172,24 @@ def gpu_capacity() -> tuple[int | None, str | None]:
     return int(props.total_memory), props.name
 
 
+def counted_params(shapes: ModelShapes, settings: PlanSettings) -> int:
+    """Parameters the plan counts, as model.components.parameter_summary counts a model (peft's frozen
+    originals of modules_to_save left out)."""
+    return sum(g.count for g in parameter_groups(shapes, settings) if "frozen original" not in g.name)
+
+
 def memory_plan_for_recipe(
-    recipe, *, world_size: int = 1, ds_config: dict | None = None, capacity: int | None = None
+    recipe,
+    *,
+    world_size: int = 1,
+    ds_config: dict | None = None,
+    capacity: int | None = None,
+    parameters: list[tuple[str, int, int]] | None = None,
 ) -> MemoryPlan:
     """The recipe's per-device memory plan, compared with this machine's GPU (or `capacity` bytes).
+
+    `parameters`: the (component, trainable, total) counts of the real model where the caller built it; the
+    plan notes when its own count differs (a model the planner's layout assumptions do not describe).
 
     Raises:
         ValueError: the model's shapes cannot be found offline (see shapes_for_recipe).
@@ -188,6 +202,13 @@ def memory_plan_for_recipe(
     plan = plan_memory(shapes, settings, capacity=capacity)
     plan.device = device
     plan.deepspeed_estimate = deepspeed_estimate(shapes, settings)
+    if parameters:
+        real, planned = sum(total for _, _, total in parameters), counted_params(shapes, settings)
+        if abs(planned - real) > 0.005 * real:
+            plan.notes.append(
+                f"the plan counts {planned:,} parameters, the model has {real:,}: it is not the "
+                "Llama-decoder + CLIP-tower layout the planner assumes, so take the plan as a rough guide"
+            )
     if settings.zero_stage and world_size == 1:
         plan.notes.append("planned for 1 process: add --nproc-per-node N to see the per-GPU plan of N GPUs")
     if plan.capacity is not None and not plan.fits:

@@ -10,10 +10,12 @@ only ever paired with its own label; questions left without one are reported and
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from vittle_cli.errors import DataError
+from vittle_cli.fileio import read_utf8
 
 MAX_LISTED = 5  # how many offending entries an error message names
 
@@ -49,7 +51,7 @@ class PopeSet:
 
 def _read_rows(path: Path, what: str) -> list[dict]:
     """JSON lines (or one JSON array), each row a mapping; errors name the file and line."""
-    text = path.read_text(encoding="utf-8")
+    text = read_utf8(path, what)
     if text.lstrip().startswith("["):
         try:
             rows = json.loads(text)
@@ -160,6 +162,21 @@ def join_labels(questions: list[dict], labels: list[dict]) -> tuple[dict[str, st
     return id_join, "question_id"
 
 
+def images_outside_root(paths: list[str], image_root: Path) -> list[str]:
+    """The image paths (as written in the data) that leave `image_root` by '..' or by being absolute.
+
+    The check is lexical, as for training data: a symlink inside the root (e.g. `val2014 -> /datasets/...`)
+    is the user's own file system and stays allowed; only what the data file writes is confined.
+    """
+    root = os.path.normpath(os.path.abspath(image_root))
+    outside = []
+    for p in paths:
+        full = os.path.normpath(os.path.join(root, p))
+        if not (full == root or full.startswith(root + os.sep)):
+            outside.append(p)
+    return sorted(set(outside))
+
+
 def load_pope(
     questions: Path, labels_dir: Path, image_root: Path, splits: list[str], *, check_images: bool = True
 ) -> PopeSet:
@@ -220,6 +237,12 @@ def load_pope(
             )
             for r in split_rows
         ]
+    outside = images_outside_root([it.image for it in items], image_root)
+    if outside:
+        raise DataError(
+            f"{len(outside)} POPE image paths in {questions} leave --image-root {image_root}: {_listed(outside)}; "
+            "image paths must be relative to the image root (without '..')"
+        )
     if check_images:
         missing = sorted({it.image for it in items if not (image_root / it.image).is_file()})
         if missing:
