@@ -78,12 +78,16 @@ class BadDataCallback(TrainerCallback):
 
 
 def write_data_report(run_dir: Path, report: DataReport, console=None) -> None:
-    """Save the data report in the run directory; print the per-reason table when there were problems."""
+    """Save the data report in the run directory; print the per-reason table (to `console`, default stderr)
+    when there were problems."""
     from vittle_cli.fileio import write_text_atomic
 
     write_text_atomic(Path(run_dir) / DATA_REPORT, json.dumps(report.to_json(), indent=2) + "\n")
-    if report.counts and console is not None:
+    if report.counts:
+        from rich.console import Console
         from rich.markup import escape
+
+        console = console or Console(stderr=True)
 
         console.print(
             f"data: {report.skipped} of {report.total} samples bad ({report.bad_fraction:.2%}, "

@@ -7,7 +7,6 @@ directory; only rank 0 writes run files.
 
 from __future__ import annotations
 
-import copy
 import logging
 import os
 import shutil
@@ -69,6 +68,7 @@ def build_training_arguments(recipe, run_dir: Path, ds_config: dict | None, worl
     import torch
     from transformers import TrainingArguments
 
+    from vittle_cli.train.data_setup import num_workers
     from vittle_cli.train.in_training_eval import eval_arguments
     from vittle_cli.train.optim import economy_training_args
 
@@ -97,7 +97,7 @@ def build_training_arguments(recipe, run_dir: Path, ds_config: dict | None, worl
         save_steps=o.save_steps,
         save_total_limit=o.save_total_limit,
         report_to=report_to or "none",
-        dataloader_num_workers=(workers := _num_workers(recipe, world)),
+        dataloader_num_workers=(workers := num_workers(recipe, world)),
         dataloader_persistent_workers=workers > 0,  # re-forking workers every epoch costs seconds
         remove_unused_columns=False,
         disable_tqdm=True,
@@ -112,15 +112,6 @@ def build_training_arguments(recipe, run_dir: Path, ds_config: dict | None, worl
         **eval_arguments(recipe, has_eval_dataset=bool(recipe.data.eval)),
         **economy_training_args(t),
     )
-
-
-def _num_workers(recipe, world: WorldInfo) -> int:
-    import os
-
-    from vittle_cli.data.workers import resolve_num_workers
-
-    local = int(os.environ.get("LOCAL_WORLD_SIZE", world.world_size))
-    return resolve_num_workers(recipe.data.num_workers, local)
 
 
 def _tensorboard_callback(run_dir: Path):
@@ -278,6 +269,7 @@ def _run_locked(recipe, run_dir, world, recipe_path, resume, overwrite, console,
     from vittle_cli.plots import plot_metrics
     from vittle_cli.train.bad_data import write_data_report
     from vittle_cli.train.callbacks import RichProgressCallback
+    from vittle_cli.train.data_setup import build_data, suite_callback
     from vittle_cli.train.deepspeed import zero_stage
     from vittle_cli.train.trainer import VittleTrainer
 
@@ -286,7 +278,7 @@ def _run_locked(recipe, run_dir, world, recipe_path, resume, overwrite, console,
     )
     set_seed(recipe.train.seed)  # the bottleneck's initial weights come from this seed
     model, processor = load_model_for_recipe(recipe)
-    dataset, eval_dataset, bad_data = _build_data(recipe, processor, run_dir, world)
+    dataset, eval_dataset, bad_data = build_data(recipe, processor, run_dir, world)
     # Only now, with model and data loaded, does the run exist: a start that failed before leaves
     # nothing that would block its own rerun (and --overwrite deletes the old run only here).
     with args.main_process_first(desc="run directory", local=False):
@@ -298,7 +290,7 @@ def _run_locked(recipe, run_dir, world, recipe_path, resume, overwrite, console,
 
     callbacks = _callbacks(model, recipe, run_dir, console)
     progress = next(c for c in callbacks if isinstance(c, RichProgressCallback))
-    suite_eval = _suite_callback(recipe, run_dir, processor, world)
+    suite_eval = suite_callback(recipe, run_dir, processor, world)
     callbacks += [bad_data] + ([suite_eval] if suite_eval is not None else [])
     trainer = VittleTrainer(
         model=model,
@@ -328,7 +320,7 @@ def _run_locked(recipe, run_dir, world, recipe_path, resume, overwrite, console,
         plot_metrics(run_dir / METRICS_FILE, run_dir / LOSS_PLOT)
     bad_data.read_new_problems()
     if world.is_main:
-        write_data_report(run_dir, bad_data.report, console or _stderr_console())
+        write_data_report(run_dir, bad_data.report, console)
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         torch.distributed.barrier()
         # Tear the group down explicitly: left to interpreter exit, gloo's threads are destroyed while
@@ -344,41 +336,6 @@ def _run_locked(recipe, run_dir, world, recipe_path, resume, overwrite, console,
         max_steps=trainer.state.max_steps,
         train_loss=_whole_run_loss(trainer, output, checkpoint),
     )
-
-
-def _build_data(recipe, processor, run_dir: Path, world: WorldInfo):
-    """(train dataset, eval dataset or None, the bad-data callback) after the pre-scan.
-
-    Raises:
-        BadDataError: the pre-scan found more than data.max_bad_fraction bad samples (exit 1).
-    """
-    from vittle_cli.data import build_eval_dataset, build_train_dataset
-    from vittle_cli.train.bad_data import PROBLEM_LOG, BadDataCallback
-
-    dataset, report = build_train_dataset(recipe.data, processor, seed=recipe.train.seed)
-    if world.is_main:
-        logger.info(report.summary())
-    eval_built = build_eval_dataset(recipe.data, processor, seed=recipe.train.seed)
-    dataset.problem_log = run_dir / PROBLEM_LOG  # data workers report what they find while training here
-    # A copy: in a single process the dataset also records into its own report, which must not count twice.
-    bad_data = BadDataCallback(copy.deepcopy(report), recipe.data.max_bad_fraction, dataset.problem_log)
-    return dataset, eval_built[0] if eval_built else None, bad_data
-
-
-def _suite_callback(recipe, run_dir: Path, processor, world: WorldInfo):
-    if recipe.train.eval_suite is None:
-        return None
-    from vittle_cli.train.in_training_eval import SuiteEvalCallback
-
-    return SuiteEvalCallback(
-        recipe.train.eval_suite, recipe.train.eval_steps, run_dir, processor, world.world_size
-    )
-
-
-def _stderr_console():
-    from rich.console import Console
-
-    return Console(stderr=True)
 
 
 def _callbacks(model, recipe, run_dir: Path, console) -> list:
