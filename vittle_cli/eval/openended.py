@@ -167,7 +167,7 @@ def answer_missing(suite, handle, data, items, cache, *, batch_size, max_new_tok
                    console) -> int:  # fmt: skip
     """Generate the answers the cache lacks, variant by variant, a chunk at a time. Returns how many."""
     from vittle_cli.data.shift.openended import variant_questions
-    from vittle_cli.eval.runner import CHUNK_BATCHES, _progress
+    from vittle_cli.eval.answering import CHUNK_BATCHES, _progress
 
     todo = {v.name: [it for it in items if not cache.has(v.name, it.question_id)] for v in suite.variants}
     missing = sum(len(t) for t in todo.values())
@@ -230,8 +230,8 @@ def review_jobs(suite, data, items, cache) -> list:
 
 
 def judge_missing(judge, jobs, runs: int, judgments, console) -> int:
+    from vittle_cli.eval.answering import _progress
     from vittle_cli.eval.judge.cache import judge_jobs, judgment_key
-    from vittle_cli.eval.runner import _progress
 
     missing = sum(
         judgments.get(judgment_key(judge.id, j.prompt, r)) is None for r in range(runs) for j in jobs

@@ -10,20 +10,21 @@ from __future__ import annotations
 from typing import Any
 
 
-def query_messages(text: str, has_image: bool) -> list[dict[str, Any]]:
-    """The chat messages of one question: [{"role": "user", "content": [image?, text]}]."""
-    content: list[dict[str, Any]] = [{"type": "image"}] if has_image else []
+def query_messages(text: str, has_image: bool | int) -> list[dict[str, Any]]:
+    """The chat messages of one question: [{"role": "user", "content": [image*, text]}]; `has_image` may
+    be a number of images (several images come in order, all before the text)."""
+    content: list[dict[str, Any]] = [{"type": "image"} for _ in range(int(has_image))]
     content.append({"type": "text", "text": text})
     return [{"role": "user", "content": content}]
 
 
-def render_query_prompt(processor: Any, text: str, has_image: bool = True) -> str:
+def render_query_prompt(processor: Any, text: str, has_image: bool | int = True) -> str:
     """The full prompt text for one question (images as the template's placeholders, not yet expanded).
 
     Args:
         processor: a Hugging Face processor (or tokenizer) with a chat template.
         text: the user's message: question plus any answer-format suffix.
-        has_image: whether an image comes with the question (placed before the text).
+        has_image: whether an image comes with the question (placed before the text), or how many.
     """
     return processor.apply_chat_template(
         query_messages(text, has_image), add_generation_prompt=True, tokenize=False
