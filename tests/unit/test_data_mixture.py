@@ -86,8 +86,14 @@ def test_limit_and_shuffle_per_source(two_files, processor, tmp_path):
     dataset, report = build_train_dataset(first, processor, cache_dir=tmp_path / "cache")
     assert dataset.ids == ["b0", "b1", "b2"] + [f"b{i}" for i in range(6)] and report.total == 9
     shuffled = DataSection(train=[DataSourceEntry(path=str(b), limit=3, shuffle=True)])
-    dataset, _ = build_train_dataset(shuffled, processor, seed=1, cache_dir=tmp_path / "cache")
-    assert len(dataset.ids) == 3 and dataset.ids != ["b0", "b1", "b2"] and len(set(dataset.ids)) == 3
+    picks = []
+    for seed in range(1, 6):  # 3 of 6 rows: any one seed picks the first three with p = 1/20, all five never
+        dataset, _ = build_train_dataset(shuffled, processor, seed=seed, cache_dir=tmp_path / "cache")
+        assert len(set(dataset.ids)) == 3 and dataset.ids == sorted(dataset.ids)  # read in file order
+        picks.append(dataset.ids)
+    assert any(ids != ["b0", "b1", "b2"] for ids in picks)
+    again, _ = build_train_dataset(shuffled, processor, seed=5, cache_dir=tmp_path / "cache")
+    assert again.ids == picks[-1]  # seeded
 
 
 def test_the_epoch_size_of_a_mix_sets_the_steps_in_the_dry_run(two_files, tmp_path, capsys):
