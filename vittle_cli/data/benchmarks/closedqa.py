@@ -140,11 +140,16 @@ def _mmmu(t: BenchmarkTable) -> list[ClosedQAItem]:
             options = None
         if not isinstance(options, list):
             raise DataError(f"MMMU {r['id']}: options {r['options']!r} is not a Python list literal")
-        text = r["question"] + "".join(str(o) for o in options)
-        tags = sorted({f"image_{n}" for n in IMAGE_TAG.findall(text)})  # lmms-eval's doc_to_visual
+        # the images the text mentions, in order of first mention (question, then options): the order
+        # they are shown in (lmms-eval's doc_to_visual takes the same set, sorted by number)
+        tags = []
+        for n in IMAGE_TAG.findall(r["question"] + "\n" + "\n".join(str(o) for o in options)):
+            tags += [f"image_{n}"] if f"image_{n}" not in tags else []
         missing = [c for c in tags if c not in t.columns]
         if missing:
-            raise BenchmarkSchemaError(f"MMMU {r['id']} refers to {', '.join(missing)}, a column the data lacks")
+            raise BenchmarkSchemaError(
+                f"MMMU {r['id']} refers to {', '.join(missing)}, a column the data lacks"
+            )
         choice = r["question_type"] == "multiple-choice"
         items.append(
             ClosedQAItem(

@@ -113,39 +113,13 @@ class PopeData(_Strict):
     pope: PopeFiles
 
 
-class ClosedQAPrompt(_Strict):
-    """How a closed-form question becomes the user message (str.format templates; fields: question,
-    options, context, options_text). Only {question} is ever perturbed."""
-
-    template: str = Field(description="message of choice / yes-no questions")
-    open_template: str | None = Field(None, description="message of open questions (MMMU)")
-    option: str = Field("{letter}. {option}", description="one listed option")
-    option_separator: str = "\n"
-    context: str = Field("Context: {hint}\n", description="{context} when the item has a non-empty hint")
-
-
-class ClosedQAFiles(_Strict):
-    """A closed-form QA benchmark: parquet file or folder, save_to_disk folder, or hub id (+ config, split)."""
-
-    benchmark: Literal["scienceqa", "mmmu", "mme", "mmstar"]
-    source: str
-    config: str | None = None
-    split: str
-    prompt: ClosedQAPrompt
-
-
-class ClosedQAData(_Strict):
-    closedqa: ClosedQAFiles
-
-
 class Suite(_Strict):
     """A validated evaluation suite."""
 
     name: str
     description: str = ""
-    data: str | PopeData | ClosedQAData = Field(
-        description="'builtin:shapes', {pope: {questions, labels_dir, image_root}} or "
-        "{closedqa: {benchmark, source, split, prompt}}"
+    data: str | PopeData = Field(
+        description="'builtin:shapes' or {pope: {questions, labels_dir, image_root}}"
     )
     splits: list[str] = Field(default_factory=lambda: ["adversarial", "popular", "random"])
     prompt_suffix: str = DEFAULT_SUFFIX
@@ -192,8 +166,6 @@ class Suite(_Strict):
         """Names of the `${var}` placeholders still unfilled in the data paths."""
         if isinstance(self.data, str):
             return []
-        if isinstance(self.data, ClosedQAData):
-            return sorted(set(_PLACEHOLDER.findall(self.data.closedqa.source)))
         f = self.data.pope
         return sorted({m for s in (f.questions, f.labels_dir, f.image_root) for m in _PLACEHOLDER.findall(s)})
 
@@ -202,13 +174,6 @@ class Suite(_Strict):
         labels_dir, image_root) replaced where given. No-op for builtin data."""
         if isinstance(self.data, str):
             return self
-        variables = variables or {}
-        if isinstance(self.data, ClosedQAData):
-            files = self.data.closedqa
-            source = _PLACEHOLDER.sub(lambda m: variables.get(m.group(1), m.group(0)), files.source)
-            return self.model_copy(
-                update={"data": ClosedQAData(closedqa=files.model_copy(update={"source": source}))}
-            )
         given = {k: str(v) for k, v in fields.items() if v is not None}
         unknown = set(given) - set(PopeFiles.model_fields)
         if unknown:

@@ -18,9 +18,7 @@ from collections.abc import Iterable
 
 from vittle_cli.eval.scoring import parsers
 
-MME_PERCEPTION = (
-    "existence count position color posters celebrity scene landmark artwork OCR".split()
-)
+MME_PERCEPTION = "existence count position color posters celebrity scene landmark artwork OCR".split()
 MME_COGNITION = ("commonsense_reasoning", "numerical_calculation", "text_translation", "code_reasoning")
 MMMU_DISCIPLINES = {
     "Art and Design": ["Art", "Art_Theory", "Design", "Music"],

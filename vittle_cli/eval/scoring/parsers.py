@@ -9,7 +9,7 @@ from __future__ import annotations
 import random
 import re
 
-SQA_LETTERS = "ABCDE"  # eval_science_qa's --options default
+SQA_LETTERS = ("A", "B", "C", "D", "E")  # eval_science_qa's --options default (a list: "AB" is no option)
 
 
 def scienceqa_letter(answer: str, n_choices: int) -> str | None:
@@ -18,7 +18,7 @@ def scienceqa_letter(answer: str, n_choices: int) -> str | None:
     text = answer.replace("\n", ". ")
     letter = None
     if text.strip() in SQA_LETTERS:
-        letter = text.strip() or None
+        letter = text.strip()
     elif len(text) >= 3 and text[0] in SQA_LETTERS and text[1:3] == ". ":
         letter = text[0]
     elif "The answer is " in text:
@@ -65,7 +65,9 @@ def mmmu_choice(response: str, options: list[str], rng: random.Random) -> tuple[
         response = response.strip(ch)
     padded = f" {response} "
     bracketed = [c for c in letters if f"({c})" in padded]
-    found = bracketed or [c for c in letters if f"{c} " in padded] or [c for c in letters if f"{c}." in padded]
+    found = (
+        bracketed or [c for c in letters if f"{c} " in padded] or [c for c in letters if f"{c}." in padded]
+    )
     by_content = False
     if not found and len(padded.split()) > 5:
         found = [c for c, o in zip(letters, options, strict=True) if o.lower() in padded.lower()]
