@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from vittle_cli.errors import UsageError
-from vittle_cli.eval.report import variant_rows
+from vittle_cli.eval.report import task_info, variant_rows
 from vittle_cli.fileio import save_figure, write_json
 
 
@@ -52,9 +52,10 @@ def run_compare(paths: list[str], *, out: Path | None = None, metric: str = "f1"
 
     if len(paths) < 2:
         raise UsageError("compare needs at least two results.json files or eval folders")
-    if metric not in ("accuracy", "precision", "recall", "f1", "yes_ratio"):
-        raise UsageError(f"unknown metric {metric!r}; use accuracy, precision, recall, f1 or yes_ratio")
     docs = [read_results(p) for p in paths]
+    known = task_info(docs[0])["metric_keys"]
+    if metric not in known:
+        raise UsageError(f"unknown metric {metric!r}; use one of {', '.join(known)}")
     labels = [f"{d['model']} ({Path(d['_path']).parent.name})" for d in docs]
     names, values = compare_table(docs, metric)
     group_names = [

@@ -33,19 +33,25 @@ class GenerationRequest:
     """One question to answer.
 
     Attributes:
-        image: the image, or None for a text-only question.
+        image: the image, a tuple of images (shown in order, before the text), or None for text only.
         text: the user's message (question + prompt suffix), without the chat template.
-        group: requests with the same group share the same image, so they share a prompt prefix.
+        group: requests with the same group share the same images, so they share a prompt prefix.
     """
 
-    image: Image.Image | None
+    image: Image.Image | tuple[Image.Image, ...] | None
     text: str
     group: Hashable | None = None
+
+    @property
+    def images(self) -> tuple[Image.Image, ...]:
+        if self.image is None:
+            return ()
+        return tuple(self.image) if isinstance(self.image, tuple | list) else (self.image,)
 
 
 def render_prompt(processor, request: GenerationRequest) -> str:
     """The request's full prompt: one user turn (image first) plus the generation prompt."""
-    content = [{"type": "image"}] if request.image is not None else []
+    content = [{"type": "image"} for _ in request.images]
     content.append({"type": "text", "text": request.text})
     return processor.apply_chat_template([{"role": "user", "content": content}], add_generation_prompt=True)
 
@@ -71,7 +77,7 @@ def generate_one_at_a_time(
     answers = []
     with _only_generation_config(model, config):
         for request in requests:
-            images = [request.image] if request.image is not None else None
+            images = list(request.images) or None
             inputs = processor(text=[render_prompt(processor, request)], images=images, return_tensors="pt")
             inputs = _to_model(model, dict(inputs))
             out = model.generate(**inputs, generation_config=config)
@@ -167,20 +173,20 @@ def _encode(processor, requests: Sequence[GenerationRequest]) -> _Encoded:
     image_inputs: list[dict[str, torch.Tensor]] = []
     units: dict[Hashable, list[int]] = {}
     for i, r in enumerate(requests):
-        if r.image is not None:
+        if r.images:
             units.setdefault(("group", r.group) if r.group is not None else ("single", i), []).append(i)
     for key, members in units.items():
-        first = requests[members[0]].image
+        first = requests[members[0]].images
         for i in members[1:]:
-            if not _same_image(first, requests[i].image):
+            if not _same_images(first, requests[i].images):
                 raise UsageError(
                     f"requests in group {key[1]!r} carry different images; give each image its own group"
                 )
-        unit_ids, inputs = _encode_with_image(processor, [prompts[i] for i in members], first)
+        unit_ids, inputs = _encode_with_images(processor, [prompts[i] for i in members], first)
         for i, toks in zip(members, unit_ids, strict=True):
             ids[i], unit[i] = toks, len(image_inputs)
         image_inputs.append(inputs)
-    text_only = [i for i, r in enumerate(requests) if r.image is None]
+    text_only = [i for i, r in enumerate(requests) if not r.images]
     if text_only:
         out = processor(text=[prompts[i] for i in text_only], padding=False)
         for i, toks in zip(text_only, out["input_ids"], strict=True):
@@ -188,15 +194,15 @@ def _encode(processor, requests: Sequence[GenerationRequest]) -> _Encoded:
     return _Encoded(ids=ids, unit=unit, image_inputs=image_inputs)
 
 
-def _encode_with_image(processor, prompts: list[str], image: Image.Image):
-    """Token ids of prompts that all hold the same image, and that image's processed inputs.
+def _encode_with_images(processor, prompts: list[str], images: tuple[Image.Image, ...]):
+    """Token ids of prompts that all hold the same images, and those images' processed inputs.
 
     The processor runs once (image processing costs more than the model's share for small answers).
     Its image-token expansion is then replayed on the other prompts through the tokenizer; if replaying
     does not reproduce the processor's own ids for the first prompt, every prompt goes through the
     processor instead.
     """
-    out = processor(text=[prompts[0]], images=[image], return_tensors="pt")
+    out = processor(text=[prompts[0]], images=list(images), return_tensors="pt")
     first = out["input_ids"][0].tolist()
     inputs = {k: v for k, v in out.items() if k not in _TEXT_KEYS}
     if len(prompts) == 1:
@@ -208,13 +214,15 @@ def _encode_with_image(processor, prompts: list[str], image: Image.Image):
         replayed = processor.tokenizer(expanded)["input_ids"]
         if list(replayed[0]) == first:
             return [list(t) for t in replayed], inputs
-    rest = [processor(text=[p], images=[image])["input_ids"][0] for p in prompts[1:]]
+    rest = [processor(text=[p], images=list(images))["input_ids"][0] for p in prompts[1:]]
     return [first] + [list(t) for t in rest], inputs
 
 
-def _same_image(a: Image.Image, b: Image.Image | None) -> bool:
-    if b is None:
-        return False
+def _same_images(a: tuple[Image.Image, ...], b: tuple[Image.Image, ...]) -> bool:
+    return len(a) == len(b) and all(_same_image(x, y) for x, y in zip(a, b, strict=True))
+
+
+def _same_image(a: Image.Image, b: Image.Image) -> bool:
     return a is b or (a.size == b.size and a.mode == b.mode and a.tobytes() == b.tobytes())
 
 

@@ -12,15 +12,17 @@ import re
 import time
 from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
+from functools import partial
 from pathlib import Path
 from typing import TypeVar
 
-from vittle_cli.data.shift import Suite, Variant, load_suite, load_suite_data
+from vittle_cli.data.shift import Suite, Variant, load_suite
 from vittle_cli.data.shift.questions import SuiteQuestion, iter_image_groups, limit_items
 from vittle_cli.errors import UsageError
-from vittle_cli.eval.metrics import score_predictions, summarise_variants
+from vittle_cli.eval.metrics import summarise_variants
 from vittle_cli.eval.predictions import PredictionCache
 from vittle_cli.eval.report import plot_results, print_table, versions
+from vittle_cli.eval.tasks import TaskFamily, get_task
 from vittle_cli.fileio import write_json
 
 T = TypeVar("T")
@@ -77,10 +79,10 @@ def _progress(console):
     )
 
 
-def _record(variant: str, group: str, q: SuiteQuestion, answer: str) -> dict:
-    return {
-        "variant": variant,
-        "group": group,
+def _record(variant: Variant, q: SuiteQuestion, answer: str, task: TaskFamily) -> dict:
+    rec = {
+        "variant": variant.name,
+        "group": variant.group,
         "question_id": q.question_id,
         "split": q.split,
         "image": q.image_key,
@@ -88,6 +90,9 @@ def _record(variant: str, group: str, q: SuiteQuestion, answer: str) -> dict:
         "answer": answer,
         "label": q.label,
     }
+    if len(q.image_keys) > 1:
+        rec["images"] = list(q.image_keys)
+    return {**rec, **(task.record_fields(q.item) if q.item is not None else {})}
 
 
 def run_eval(
@@ -128,6 +133,10 @@ def run_eval(
     console = console or Console(stderr=True)
     suite = suite if isinstance(suite, Suite) else load_suite(suite)
     suite = suite.with_data(data_vars, **(pope_files or {}))
+    task = get_task(suite.task)
+    problems = task.check_suite(suite)
+    if problems:
+        raise UsageError(f"suite {suite.name!r} does not fit task {task.name!r}: " + "; ".join(problems))
     if limit is not None and limit < 1:
         raise UsageError(f"--limit must be at least 1 (got {limit})")
     if dtype not in DTYPES:
@@ -141,10 +150,10 @@ def run_eval(
             f"{out / RESULTS} exists (a finished eval); pass --overwrite to redo it "
             "(cached answers are reused) or choose another --out"
         )
-    data = load_suite_data(suite)  # validates every file before any model work
+    data = task.load(suite)  # validates every file before any model work
     for w in data.report.warnings:
         console.print(f"[yellow]warning:[/] {w}")
-    items = [it for it in limit_items(data.items, limit) if it.label is not None]
+    items = limit_items(data.items, limit)
     cache = PredictionCache(out, _fingerprint(suite, model, max_new_tokens, base), discard_other=overwrite)
     todo = {v.name: [it for it in items if not cache.has(v.name, it.question_id)] for v in suite.variants}
     missing = sum(len(t) for t in todo.values())
@@ -156,6 +165,7 @@ def run_eval(
         )
         _answer(
             suite,
+            task,
             model,
             todo,
             data,
@@ -174,6 +184,7 @@ def run_eval(
         console.print(f"{suite.name}: all {len(items) * len(suite.variants)} answers cached in {cache.path}")
     results = _results(
         suite,
+        task,
         model,
         items,
         cache,
@@ -182,6 +193,7 @@ def run_eval(
         max_new_tokens=max_new_tokens,
         seconds=time.time() - started,
         computed=missing,
+        resources=task.resources(suite, out, console) if items else None,
     )
     write_json(out / RESULTS, results)
     plot_results(results, out / CHART)
@@ -192,6 +204,7 @@ def run_eval(
 
 def _answer(
     suite,
+    task,
     model,
     todo,
     data,
@@ -216,32 +229,31 @@ def _answer(
         from vittle_cli.model.checkpoint import load_vittle_model as load_model
     console.print(f"loading {model} ({dtype}, {device})")
     mdl, processor = load_model(model, base=base, dtype=dtype, device=device)
-    work = _prefetch(_chunks(suite, todo, data, batch_size * CHUNK_BATCHES, cache_dir))
+    work = _prefetch(_chunks(suite, task, todo, data, batch_size * CHUNK_BATCHES, cache_dir))
     with _progress(console) as progress:
-        task = progress.add_task("questions", total=sum(len(t) for t in todo.values()))
+        bar = progress.add_task("questions", total=sum(len(t) for t in todo.values()))
         for variant, questions in work:
-            progress.update(task, description=f"{variant.name:<28.28}")
-            requests = [GenerationRequest(q.image, q.text, (variant.name, q.image_key)) for q in questions]
+            progress.update(bar, description=f"{variant.name:<28.28}")
+            requests = [GenerationRequest(q.images, q.text, (variant.name, q.image_keys)) for q in questions]
             answers = generate(
                 mdl,
                 processor,
                 requests,
                 batch_size=batch_size,
                 max_new_tokens=max_new_tokens,
-                on_progress=lambda n: progress.advance(task, n),
+                on_progress=lambda n: progress.advance(bar, n),
             )
-            cache.add(
-                [_record(variant.name, variant.group, q, a) for q, a in zip(questions, answers, strict=True)]
-            )
+            cache.add([_record(variant, q, a, task) for q, a in zip(questions, answers, strict=True)])
 
 
-def _chunks(suite, todo, data, size, cache_dir) -> Iterator[tuple[Variant, list[SuiteQuestion]]]:
+def _chunks(suite, task, todo, data, size, cache_dir) -> Iterator[tuple[Variant, list[SuiteQuestion]]]:
     """(variant, questions) chunks of about `size` questions, whole images only, in suite order."""
+    prompt = partial(task.prompt, suite)
     for variant in suite.variants:
         if not todo[variant.name]:
             continue
         pending: list[SuiteQuestion] = []
-        for group in iter_image_groups(suite, variant, data, todo[variant.name], cache_dir):
+        for group in iter_image_groups(suite, variant, data, todo[variant.name], cache_dir, prompt):
             pending += group
             if len(pending) >= size:
                 yield variant, pending
@@ -263,13 +275,27 @@ def _prefetch(items: Iterator[T]) -> Iterator[T]:
             yield item
 
 
-def _results(suite, model, items, cache, data, *, limit, max_new_tokens, seconds, computed) -> dict:
+def _results(
+    suite, task, model, items, cache, data, *, limit, max_new_tokens, seconds, computed, resources
+) -> dict:
     """Score the cached answers of exactly `items` for every variant and assemble results.json."""
+    by_id = {it.question_id: it for it in items}
     per_variant = {}
     for v in suite.variants:
-        per_variant[v.name] = score_predictions(cache.get(v.name, it.question_id) for it in items)
-    summary = summarise_variants(per_variant, {v.name: v.group for v in suite.variants})
+        records = [cache.get(v.name, it.question_id) for it in items]
+        per_variant[v.name] = task.score(records, by_id, resources)
+    summary = summarise_variants(
+        per_variant, {v.name: v.group for v in suite.variants}, task.metric_keys, task.drop_metrics
+    )
     return {
+        "task": {
+            "name": task.name,
+            "metric_keys": list(task.metric_keys),
+            "primary_metric": task.primary_metric,
+            "secondary_metric": task.secondary_metric,
+            "columns": [[c.header, c.key, c.percent] for c in task.columns],
+            "options": suite.task_options,
+        },
         "suite": {
             "name": suite.name,
             "description": suite.description,

@@ -10,41 +10,12 @@ only ever paired with its own label; questions left without one are reported and
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
 from pathlib import Path
 
+from vittle_cli.data.shift.items import DataReport, EvalItem, FolderImages, ItemSet
 from vittle_cli.errors import DataError
 
 MAX_LISTED = 5  # how many offending entries an error message names
-
-
-@dataclass(frozen=True)
-class PopeItem:
-    """One POPE question with its label ("yes" / "no", or None when the label files lack it)."""
-
-    question_id: str
-    split: str
-    image: str
-    text: str
-    label: str | None
-
-
-@dataclass
-class PopeReport:
-    """What validation found: counts per split, how each split was joined, and warnings."""
-
-    splits: dict[str, dict] = field(default_factory=dict)
-    warnings: list[str] = field(default_factory=list)
-
-    def to_json(self) -> dict:
-        return {"splits": self.splits, "warnings": list(self.warnings)}
-
-
-@dataclass
-class PopeSet:
-    items: list[PopeItem]
-    image_root: Path
-    report: PopeReport
 
 
 def _read_rows(path: Path, what: str) -> list[dict]:
@@ -162,7 +133,7 @@ def join_labels(questions: list[dict], labels: list[dict]) -> tuple[dict[str, st
 
 def load_pope(
     questions: Path, labels_dir: Path, image_root: Path, splits: list[str], *, check_images: bool = True
-) -> PopeSet:
+) -> ItemSet:
     """Load and validate POPE; every problem that would spoil a score is raised before any model work.
 
     Raises:
@@ -179,8 +150,8 @@ def load_pope(
             f"POPE image folder not found: {image_root} (pass --image-root DIR or --pope-root DIR)"
         )
     rows, warnings = read_questions(questions, splits)
-    report = PopeReport(warnings=warnings)
-    items: list[PopeItem] = []
+    report = DataReport(layout="llava", warnings=warnings)
+    items: list[EvalItem] = []
     for split in splits:
         label_path = labels_dir / f"coco_pope_{split}.json"
         if not label_path.is_file():
@@ -211,10 +182,10 @@ def load_pope(
                 "they are not scored"
             )
         items += [
-            PopeItem(
+            EvalItem(
                 str(r["question_id"]),
                 split,
-                str(r["image"]),
+                (str(r["image"]),),
                 str(r["text"]),
                 joined.get(str(r["question_id"])),
             )
@@ -227,4 +198,4 @@ def load_pope(
                 f"{len(missing)} POPE images missing under {image_root}: {_listed(missing)} "
                 "(check --image-root)"
             )
-    return PopeSet(items=items, image_root=image_root, report=report)
+    return ItemSet(items=items, images=FolderImages(image_root), report=report)

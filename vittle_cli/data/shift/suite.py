@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -118,8 +118,14 @@ class Suite(_Strict):
 
     name: str
     description: str = ""
-    data: str | PopeData = Field(
-        description="'builtin:shapes' or {pope: {questions, labels_dir, image_root}}"
+    task: str = Field(
+        "pope", description="task family (vittle_cli.eval.tasks): how data is read, prompted and scored"
+    )
+    task_options: dict[str, Any] = Field(
+        default_factory=dict, description="options of the task family (it validates them)"
+    )
+    data: str | PopeData | dict[str, Any] = Field(
+        description="'builtin:shapes', {pope: {questions, labels_dir, image_root}}, or the task family's form"
     )
     splits: list[str] = Field(default_factory=lambda: ["adversarial", "popular", "random"])
     prompt_suffix: str = DEFAULT_SUFFIX
@@ -128,20 +134,23 @@ class Suite(_Strict):
     variants: list[Variant] = Field(min_length=1)
     metrics: list[str] = Field(default_factory=lambda: list(METRICS))
 
-    @field_validator("data")
-    @classmethod
-    def _builtin(cls, v):
-        if isinstance(v, str) and v != "builtin:shapes":
-            raise ValueError(f"unknown data {v!r}; use 'builtin:shapes' or a {{pope: {{...}}}} mapping")
-        return v
-
-    @field_validator("metrics")
-    @classmethod
-    def _metrics(cls, v: list[str]) -> list[str]:
-        bad = [m for m in v if m not in METRICS]
+    @model_validator(mode="after")
+    def _pope_fields(self) -> Suite:
+        """The POPE family's data and metrics; other families check theirs when they load the suite."""
+        if self.task != "pope":
+            return self
+        if isinstance(self.data, str) and self.data != "builtin:shapes":
+            raise ValueError(
+                f"unknown data {self.data!r}; use 'builtin:shapes' or a {{pope: {{...}}}} mapping"
+            )
+        if isinstance(self.data, dict):
+            raise ValueError(
+                "data: the pope task needs 'builtin:shapes' or {pope: {questions, labels_dir, image_root}}"
+            )
+        bad = [m for m in self.metrics if m not in METRICS]
         if bad:
             raise ValueError(f"unknown metric(s) {', '.join(bad)}; known: {', '.join(METRICS)}")
-        return v
+        return self
 
     @model_validator(mode="after")
     def _unique(self) -> Suite:
@@ -164,15 +173,15 @@ class Suite(_Strict):
 
     def placeholders(self) -> list[str]:
         """Names of the `${var}` placeholders still unfilled in the data paths."""
-        if isinstance(self.data, str):
+        if not isinstance(self.data, PopeData):
             return []
         f = self.data.pope
         return sorted({m for s in (f.questions, f.labels_dir, f.image_root) for m in _PLACEHOLDER.findall(s)})
 
     def with_data(self, variables: dict[str, str] | None = None, **fields: str | None) -> Suite:
         """A copy with `${var}` placeholders filled from `variables` and POPE fields (questions,
-        labels_dir, image_root) replaced where given. No-op for builtin data."""
-        if isinstance(self.data, str):
+        labels_dir, image_root) replaced where given. No-op for builtin data and other task families."""
+        if not isinstance(self.data, PopeData):
             return self
         given = {k: str(v) for k, v in fields.items() if v is not None}
         unknown = set(given) - set(PopeFiles.model_fields)
