@@ -272,6 +272,10 @@ def run_train(
         plot_metrics(run_dir / "metrics.jsonl", run_dir / "loss.png")
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         torch.distributed.barrier()
+        # Tear the group down explicitly: left to interpreter exit, gloo's threads are destroyed while
+        # still joinable and a rank can die with SIGABRT ("terminate called without an active exception")
+        # after a successful run.
+        torch.distributed.destroy_process_group()
     return TrainResult(
         run_dir=run_dir,
         final_dir=final_dir,
