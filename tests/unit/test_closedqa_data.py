@@ -10,10 +10,10 @@ import pytest
 
 from vittle_cli.data.benchmarks import tables
 from vittle_cli.data.benchmarks.closedqa import load_closedqa, mmmu_subject
-from vittle_cli.data.benchmarks.prompt import perturb_stem, place_images, render_text
+from vittle_cli.data.benchmarks.prompt import place_images, render_text
 from vittle_cli.data.benchmarks.spec import ClosedQAPrompt
 from vittle_cli.data.benchmarks.tables import BenchmarkSchemaError
-from vittle_cli.data.shift.text import perturb_text
+from vittle_cli.data.shift.text import perturb_question, perturb_text
 from vittle_cli.errors import DataError
 
 FIX = Path(__file__).parents[1] / "fixtures" / "closedqa"
@@ -112,9 +112,9 @@ def test_mmstar_options_stay_out_of_the_stem():
 
 def test_text_shift_keeps_image_tags_and_matches_perturb_text_without_them():
     stem = "Compare <image 1> and <image 2>. Which painting was made first by the artist?"
-    shifted = perturb_stem(stem, "char_swap", 5, seed=7)
+    shifted = perturb_question(stem, "char_swap", 5, seed=7)
     assert shifted != stem and "<image 1>" in shifted and "<image 2>" in shifted
-    assert perturb_stem("Which of these states is north?", "keyboard", 3, 5) == perturb_text(
+    assert perturb_question("Which of these states is north?", "keyboard", 3, 5) == perturb_text(
         "Which of these states is north?", "keyboard", 3, 5
     )
 

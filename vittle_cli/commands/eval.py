@@ -44,6 +44,12 @@ def eval_run(
         None, "--labels-dir", help="Folder of coco_pope_<split>.json label files."
     ),
     image_root: Path = typer.Option(None, "--image-root", help="Folder of the POPE images (COCO val2014)."),
+    source: str = typer.Option(
+        None,
+        "--source",
+        help="ScienceQA/MMMU/MME/MMStar data (fills ${source}): parquet file or folder, save_to_disk "
+        "folder, or hub id.",
+    ),
     list_suites: bool = typer.Option(False, "--list-suites", help="List the shipped suites and exit."),
 ) -> None:
     """Evaluate a model on a robustness suite: clean + visual, text and joint shifts.
@@ -83,7 +89,9 @@ def eval_run(
         max_new_tokens=max_new_tokens,
         overwrite=overwrite,
         base=base,
-        data_vars={"pope_root": str(pope_root)} if pope_root else None,
+        data_vars={
+            k: str(v) for k, v in (("pope_root", pope_root), ("source", source)) if v is not None
+        },
         pope_files={k: str(v) for k, v in pope_files.items() if v is not None},
     )
 
@@ -100,6 +108,7 @@ def _print_suites() -> None:
     for name in shipped_suites():
         s = load_suite(name)
         data = s.data if isinstance(s.data, str) else "POPE files (--pope-root)"
+        data = f"{s.task} data (--source)" if isinstance(s.data, dict) else data
         table.add_row(name, str(len(s.variants)), data, s.description)
     Console().print(table)
 

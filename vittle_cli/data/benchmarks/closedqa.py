@@ -24,10 +24,10 @@ from vittle_cli.data.benchmarks.tables import (
     open_table,
     require_columns,
 )
+from vittle_cli.data.shift.text import IMAGE_REFERENCE as IMAGE_TAG
 from vittle_cli.errors import DataError
 
 BENCHMARKS = ("scienceqa", "mmmu", "mme", "mmstar")
-IMAGE_TAG = re.compile(r"<image (\d+)>")
 MME_INSTRUCTION = "Please answer yes or no."  # part of every MME question; split off, the suite adds its own
 MMSTAR_OPTIONS = "\nOptions:"  # MMStar writes the options into the question after this marker
 # MMMU/MMMU on the hub has one config per subject (lmms-eval's DOMAIN_CAT2SUB_CAT lists the same 30).

@@ -1,10 +1,8 @@
-"""The suite fields of a closed-form QA suite (`task: closedqa`): which benchmark files to read
+"""The suite fields of a closed-form QA suite (`task: scienceqa | mmmu | mme | mmstar`): which benchmark files to read
 (`data:`) and how a question becomes the user message (`task_options.prompt`). Validated with pydantic
 so that every problem is reported at once, naming its key."""
 
 from __future__ import annotations
-
-from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -14,9 +12,8 @@ class _Strict(BaseModel):
 
 
 class ClosedQAData(_Strict):
-    """`data:` of a closedqa suite."""
+    """`data:` of a closed-form QA suite (the suite's `task:` names the benchmark)."""
 
-    benchmark: Literal["scienceqa", "mmmu", "mme", "mmstar"]
     source: str = Field(description="parquet file or folder, save_to_disk folder, or hub id (${source})")
     config: str | None = Field(None, description="hub config / parquet subfolder (ScienceQA-IMG, val)")
     split: str

@@ -160,3 +160,16 @@ def decode_image(value, *, root: Path | None, what: str) -> Image.Image:
         f"{what} has no image (empty bytes{f', path {path} not found' if path else ''}); use the "
         "dataset's parquet files, which embed the image bytes"
     )
+
+
+def empty_image_rows(table: BenchmarkTable, column: str) -> list[int]:
+    """Rows whose image cell holds neither bytes nor a path (checked column-wise, without decoding)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    col = table.table.column(column)
+    if not pa.types.is_struct(col.type):
+        return [i for i, v in enumerate(col.to_pylist()) if not v]
+    empty = pc.and_(pc.is_null(pc.struct_field(col, "bytes")), pc.is_null(pc.struct_field(col, "path")))
+    empty = pc.or_(empty, pc.is_null(col))
+    return [i for i, e in enumerate(empty.to_pylist()) if e]
