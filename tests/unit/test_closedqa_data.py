@@ -76,9 +76,9 @@ def test_mmmu_images_are_placed_where_the_text_names_them():
     data = load_closedqa("mmmu", str(FIX / "mmmu"), split="validation")
     multi = data.items[2]
     text = place_images(render_text(multi, MMMU_PROMPT), multi.image_columns, "<SLOT>")
-    # first mention of each image becomes a slot; later mentions (and the options') stay text
+    # a slot before the first mention of each image; every mention stays as text
     assert text.startswith(
-        "Compare <SLOT> and <SLOT>. Which was painted first? <image 1> uses oil.\nA. <image 1>"
+        "Compare <SLOT><image 1> and <SLOT><image 2>. Which was painted first? <image 1> uses oil.\nA. <image 1>"
     )
     assert text.count("<SLOT>") == 2
     assert place_images("<image 2> then <image 1>", ("image_1", "image_2"), "<SLOT>") == (

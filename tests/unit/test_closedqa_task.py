@@ -172,3 +172,36 @@ def test_cli_missing_source_and_missing_column_exit_2(tmp_path, capsys):
     )
     err = capsys.readouterr().err
     assert code == 2 and "lacks column(s) category" in err and "lmms-lab/MME" in err
+
+
+def test_real_engine_answers_multi_image_questions_like_the_reference(tmp_path, tiny_llava):
+    """MMMU's two-image question batched with one-image ones through the fast engine gives the answers
+    of one-at-a-time generation (builtin:tiny-llava)."""
+    from vittle_cli.eval.generate import generate_answers, generate_one_at_a_time
+
+    model, processor = tiny_llava
+    requests: list[GenerationRequest] = []
+
+    def generate(mdl, proc, reqs, *, batch_size, max_new_tokens, on_progress=None):
+        requests.extend(reqs)
+        return generate_answers(mdl, proc, reqs, batch_size=batch_size, max_new_tokens=max_new_tokens)
+
+    run_eval(
+        "mmmu",
+        "builtin:tiny-llava",
+        out=tmp_path / "ev",
+        data_vars={"source": str(FIX / "mmmu")},
+        generate=generate,
+        load_model=lambda *a, **k: (model, processor),
+        cache_dir=tmp_path / "cache",
+        console=Console(quiet=True),
+        batch_size=3,
+    )
+    assert sorted(len(r.images) for r in requests) == [1, 1, 2]
+    prompt = render_prompt(processor, next(r for r in requests if len(r.images) == 2))
+    assert prompt.count("<image>") == 2 and "<image 1>" in prompt  # the references stay as text
+    cached = [
+        json.loads(line)["answer"]
+        for line in (tmp_path / "ev" / "predictions.jsonl").read_text().splitlines()
+    ]
+    assert cached == generate_one_at_a_time(model, processor, requests, max_new_tokens=16)
