@@ -89,9 +89,7 @@ def eval_run(
         max_new_tokens=max_new_tokens,
         overwrite=overwrite,
         base=base,
-        data_vars={
-            k: str(v) for k, v in (("pope_root", pope_root), ("source", source)) if v is not None
-        },
+        data_vars={k: str(v) for k, v in (("pope_root", pope_root), ("source", source)) if v is not None},
         pope_files={k: str(v) for k, v in pope_files.items() if v is not None},
     )
 
