@@ -1,6 +1,11 @@
 """Errors vittle raises on purpose. The CLI prints them as one line (no traceback) and exits with
 `exit_code`; anything else is a bug and shows a traceback under --debug / VITTLE_DEBUG=1."""
 
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
 
 class VittleError(Exception):
     """A runtime failure with a message that names the problem and the fix (exit 1)."""
@@ -33,3 +38,9 @@ class DataError(VittleError):
 
 class ModelError(VittleError):
     """A model that cannot be loaded or cannot host the bottleneck (unknown family, bad layer index)."""
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    """` (did you mean 'x'?)` for the closest of `choices`, or "" when none is close: for fix-it messages."""
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""

@@ -168,9 +168,7 @@ def _consolidate_zero(folder: Path, base: str | None, recipe: dict):
         if (folder / CONFIG_FILE).is_file():
             cfg = VittleConfig.read(folder)
         else:  # the run's recipe knows the bottleneck's hyperparameters
-            section = dict(recipe.get("bottleneck") or {})
-            section.pop("enabled", None)
-            cfg = VittleConfig(**section)
+            cfg = VittleConfig.from_section(recipe.get("bottleneck") or {})
         attach_bottleneck(model, cfg)
     missing, unexpected = model.load_state_dict(state, strict=False)
     if missing or unexpected:
@@ -203,10 +201,9 @@ def _probe_inputs(processor):
 
     grid = np.indices((64, 64)).sum(axis=0) % 256
     image = Image.fromarray(np.stack([grid, grid[::-1], 255 - grid], axis=-1).astype("uint8"))
-    messages = [
-        {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "Describe the image."}]}
-    ]
-    prompt = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    from vittle_cli.data.prompt import render_query_prompt
+
+    prompt = render_query_prompt(processor, "Describe the image.", has_image=True)
     return processor(images=[image], text=[prompt], return_tensors="pt")
 
 

@@ -1,25 +1,20 @@
-"""The typed recipe: pydantic sections, YAML loading with `a.b=c` overrides, validation, dump.
+"""The typed recipe: one pydantic section class per recipe section, and `Recipe` that holds them.
 
 Recipes are data. Every field has a type, a default and a description (the docs table is generated from
-them). `load_recipe` reports every problem at once as one RecipeError, each line naming its dotted key.
-No torch here: `vittle inspect recipe` must start in well under a second.
+them). The rest of the recipe API lives beside this file and is importable from here too:
+recipe_files.py (shipped recipes: find, resolve, copy), recipe_load.py (YAML + `a.b=c` overrides ->
+Recipe, every problem at once; dump), recipe_reference.py (the docs table). No torch here: `vittle inspect
+recipe` must start in well under a second.
 """
 
 from __future__ import annotations
 
-import difflib
-import os
-import re
-import types
-import typing
-from pathlib import Path
+import importlib
 from typing import Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from vittle_cli.errors import RecipeError, UsageError
-from vittle_cli.fileio import write_text_atomic
+from vittle_cli.errors import did_you_mean
 
 SECTIONS = ("model", "data", "bottleneck", "train", "output")
 DEEPSPEED_PRESETS = ("zero2", "zero3", "zero3_offload")
@@ -202,7 +197,7 @@ class TrainSection(_Section):
     def _known_scheduler(cls, value: str) -> str:
         if value not in SCHEDULERS:
             raise ValueError(
-                f"unknown scheduler {value!r}{_did_you_mean(value, SCHEDULERS)}; use one of {', '.join(SCHEDULERS)}"
+                f"unknown scheduler {value!r}{did_you_mean(value, SCHEDULERS)}; use one of {', '.join(SCHEDULERS)}"
             )
         return value
 
@@ -212,7 +207,7 @@ class TrainSection(_Section):
         if value is not None and value not in DEEPSPEED_PRESETS and not value.endswith(".json"):
             raise ValueError(
                 f"{value!r} is neither a preset ({', '.join(DEEPSPEED_PRESETS)}) nor a path to a .json file"
-                f"{_did_you_mean(value, DEEPSPEED_PRESETS)}"
+                f"{did_you_mean(value, DEEPSPEED_PRESETS)}"
             )
         return value
 
@@ -259,326 +254,21 @@ class Recipe(_Section):
 
 
 # ----------------------------------------------------------------------------------------------------------
-# Finding recipes
+# The rest of the recipe API, importable from here (`from vittle_cli.recipe import load_recipe`). Resolved on
+# first use, as in vittle_cli/data/__init__.py, because those modules import the sections above.
+
+_EXPORTS = {
+    "recipes_dir": "vittle_cli.recipe_files",
+    "shipped_recipes": "vittle_cli.recipe_files",
+    "resolve_recipe_path": "vittle_cli.recipe_files",
+    "copy_recipe": "vittle_cli.recipe_files",
+    "load_recipe": "vittle_cli.recipe_load",
+    "dump_recipe": "vittle_cli.recipe_load",
+    "recipe_reference_markdown": "vittle_cli.recipe_reference",
+}
 
 
-def recipes_dir() -> Path:
-    """The repository's shipped recipes/ folder."""
-    return Path(__file__).resolve().parent.parent / "recipes"
-
-
-def _is_recipe_file(path: Path, root: Path) -> bool:
-    # Eval suite definitions live in recipes/suites/ and are not training recipes.
-    return path.suffix == ".yaml" and path.relative_to(root).parts[0] != "suites"
-
-
-def _leading_comment(path: Path) -> str:
-    """The recipe's leading comment as one line, without the `# vittle ...` command line: what the recipe
-    does first, its `Hardware: ...` sentence last (so a shortened listing still says what it is)."""
-    lines = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        if not line.startswith("#"):
-            break
-        text = line.lstrip("#").strip()
-        if text and not text.startswith("vittle "):
-            lines.append(text)
-    sentences = re.split(r"(?<!e\.g\.)(?<!i\.e\.)(?<=\.)\s+(?=[A-Z])", " ".join(lines))
-    sentences.sort(key=lambda text: text.startswith("Hardware:"))  # stable: keeps the order otherwise
-    return " ".join(sentences)
-
-
-def shipped_recipes() -> list[tuple[str, Path, str]]:
-    """Shipped recipes as (name, path, description); name is the path under recipes/ without `.yaml`."""
-    root = recipes_dir()
-    if not root.is_dir():
-        return []
-    found = sorted(p for p in root.rglob("*.yaml") if _is_recipe_file(p, root))
-    return [(p.relative_to(root).with_suffix("").as_posix(), p, _leading_comment(p)) for p in found]
-
-
-def resolve_recipe_path(recipe: str | os.PathLike) -> Path:
-    """Turn a path or a shipped name (`tiny`) into the recipe file's path.
-
-    Raises:
-        RecipeError: neither a file nor a shipped name (with a did-you-mean among shipped names).
-    """
-    path = Path(recipe)
-    if path.is_file():
-        return path
-    shipped = {name: p for name, p, _ in shipped_recipes()}
-    if str(recipe) in shipped:
-        return shipped[str(recipe)]
-    hint = _did_you_mean(str(recipe), list(shipped)) or (
-        f"; shipped recipes: {', '.join(shipped)}" if shipped else ""
-    )
-    raise RecipeError(
-        f"recipe file not found: {recipe}{hint} (pass a YAML path or a name from `vittle recipes ls`)"
-    )
-
-
-def copy_recipe(name: str, dest: str | os.PathLike, overwrite: bool = False) -> Path:
-    """Copy the shipped recipe `name` to `dest` (a file, or a folder that gets `<name>.yaml`).
-
-    Raises:
-        UsageError: unknown name, or `dest` exists and `overwrite` is false.
-    """
-    shipped = {n: p for n, p, _ in shipped_recipes()}
-    if name not in shipped:
-        raise UsageError(
-            f"no shipped recipe named {name!r}{_did_you_mean(name, list(shipped))}; see `vittle recipes ls`"
-        )
-    target = Path(dest)
-    if target.is_dir():
-        target = target / Path(name).with_suffix(".yaml").name
-    if target.exists() and not overwrite:
-        raise UsageError(f"{target} already exists; pass --overwrite to replace it or choose another path")
-    write_text_atomic(target, shipped[name].read_text(encoding="utf-8"))
-    return target
-
-
-# ----------------------------------------------------------------------------------------------------------
-# Loading, overrides, problems
-
-
-def load_recipe(path: str | os.PathLike, overrides: list[str] | None = None) -> Recipe:
-    """Load a recipe (path or shipped name), apply `a.b=c` overrides and validate.
-
-    Override values are parsed as YAML (`1e-4`, `true`, `[a,b]`, `null`); string fields keep the text as given.
-
-    Raises:
-        RecipeError: every problem found (missing file, YAML syntax, bad override, unknown key, wrong type,
-            inconsistent values), one line each naming its dotted key.
-    """
-    problems: list[str] = []
-    data: dict[str, Any] = {}
-    source = str(path)
-    try:
-        file = resolve_recipe_path(path)
-    except RecipeError as e:
-        problems.extend(e.problems)
-        file = None
-    if file is not None:
-        data = _read_yaml(file, problems)
-    from_override: dict[str, str] = {}
-    for item in overrides or []:
-        key = _apply_override(data, item, problems)
-        if key is not None:
-            from_override[key] = item
-    recipe = None
-    if file is not None or data:
-        try:
-            recipe = Recipe.model_validate(data)
-        except ValidationError as e:
-            problems.extend(line for err in e.errors() for line in _describe(err, from_override))
-    if problems or recipe is None:
-        raise RecipeError(problems, source=source)
-    return recipe
-
-
-def _read_yaml(file: Path, problems: list[str]) -> dict[str, Any]:
-    try:
-        loaded = yaml.safe_load(file.read_text(encoding="utf-8"))
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "unknown line"
-        reason = getattr(e, "problem", None) or str(e).splitlines()[0]
-        problems.append(f"YAML syntax error at {where}: {reason}; fix the YAML in {file}")
-        return {}
-    except OSError as e:
-        problems.append(f"cannot read {file}: {e.strerror}")
-        return {}
-    if loaded is None:
-        return {}
-    if isinstance(loaded, dict):
-        # An empty section (`train:` with nothing under it) means its defaults.
-        return {key: value for key, value in loaded.items() if not (key in SECTIONS and value is None)}
-    problems.append(
-        f"the recipe must be a mapping with sections {', '.join(SECTIONS)}, got {type(loaded).__name__}"
-    )
-    return {}
-
-
-def _apply_override(data: dict[str, Any], item: str, problems: list[str]) -> str | None:
-    """Set `a.b=c` in `data`; return the dotted key, or None after recording a problem."""
-    key, sep, raw = item.partition("=")
-    key = key.strip()
-    parts = key.split(".")
-    if not sep or not key or any(not p for p in parts):
-        problems.append(f"bad override {item!r}: expected key=value, e.g. train.lr=1e-4")
-        return None
-    node = data
-    for depth, part in enumerate(parts[:-1]):
-        where = tuple(parts[: depth + 1])
-        annotation = _annotation_at(where)
-        child = node.get(part)
-        child = {} if child is None else child
-        if not isinstance(child, dict) or (annotation is not None and _section_class(annotation) is None):
-            problems.append(f"bad override {item!r}: {'.'.join(where)} is a value, not a section")
-            return None
-        node[part] = child
-        node = child
-    node[parts[-1]] = _parse_value(raw, _annotation_at(tuple(parts)))
-    return key
-
-
-def _parse_value(raw: str, annotation: Any) -> Any:
-    """Parse an override value as YAML, guided by the field's type where it is known."""
-    allowed = _plain_types(annotation)
-    if raw.strip() in ("null", "~", ""):
-        return None
-    if allowed and allowed <= {str, type(None)}:
-        return raw  # `run_name=yes` or `revision=1234abc` is text, not a bool or a number
-    try:
-        value = yaml.safe_load(raw)
-    except yaml.YAMLError:
-        return raw  # validation reports it against the field's type
-    # YAML 1.1 reads 1e-4 as the string '1e-4'; pydantic's lax mode turns it into a float for float fields
-    # (from files and overrides alike), and still rejects 'oops'.
-    if list in allowed and value is not None and not isinstance(value, list):
-        return [value]  # `output.report_to=none` means [none]
-    return value
-
-
-def _plain_types(annotation: Any) -> set[type]:
-    """The concrete types an annotation admits (Literal values' types; list as list); empty if unknown."""
-    if annotation is None:
-        return set()
-    origin = typing.get_origin(annotation)
-    if origin in (typing.Union, types.UnionType):
-        return set().union(*(_plain_types(a) for a in typing.get_args(annotation)))
-    if origin is Literal:
-        return {type(a) for a in typing.get_args(annotation)}
-    if origin is not None:
-        return {origin}
-    return {annotation} if isinstance(annotation, type) else set()
-
-
-def _section_class(annotation: Any) -> type[BaseModel] | None:
-    for candidate in (annotation, *typing.get_args(annotation)):
-        if isinstance(candidate, type) and issubclass(candidate, BaseModel):
-            return candidate
-    return None
-
-
-def _model_at(loc: tuple) -> type[BaseModel] | None:
-    """The section class found by walking `loc` from Recipe, or None if loc leaves the schema."""
-    cls: type[BaseModel] | None = Recipe
-    for part in loc:
-        if cls is None or part not in cls.model_fields:
-            return None
-        cls = _section_class(cls.model_fields[part].annotation)
-    return cls
-
-
-def _annotation_at(loc: tuple) -> Any:
-    parent = _model_at(loc[:-1])
-    if parent is None or loc[-1] not in parent.model_fields:
-        return None
-    return parent.model_fields[loc[-1]].annotation
-
-
-def _did_you_mean(word: str, choices: typing.Iterable[str]) -> str:
-    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
-    return f" (did you mean {close[0]!r}?)" if close else ""
-
-
-_EXPECTED = {
-    "float_parsing": "a number", "float_type": "a number", "finite_number": "a finite number",
-    "int_parsing": "an integer", "int_type": "an integer", "int_from_float": "an integer",
-    "bool_parsing": "true or false", "bool_type": "true or false",
-    "string_type": "a string", "list_type": "a list", "model_type": "a mapping",
-    "model_attributes_type": "a mapping", "dict_type": "a mapping",
-}  # fmt: skip
-_BOUNDS = {"greater_than_equal": ">=", "greater_than": ">", "less_than_equal": "<=", "less_than": "<"}
-
-
-def _describe(err: dict[str, Any], from_override: dict[str, str]) -> list[str]:
-    """Fix-it lines for one pydantic error, each naming its dotted key."""
-    loc = tuple(str(p) for p in err["loc"])
-    key = ".".join(loc) or "recipe"
-    kind, given, ctx = err["type"], err.get("input"), err.get("ctx") or {}
-    if kind == "extra_forbidden":
-        parent = _model_at(loc[:-1])
-        known = list(parent.model_fields) if parent else []
-        hint = _did_you_mean(loc[-1], known) or (f"; known keys here: {', '.join(known)}" if known else "")
-        line = f"{key}: unknown key{hint}"
-    elif kind == "missing":
-        line = f"{key}: required, but not given; add it to the recipe"
-    elif kind == "literal_error":
-        line = f"{key}: expected one of {ctx.get('expected', '')}, got {given!r}"
-    elif kind in _BOUNDS:
-        limit = next(iter(ctx.values()), "?")
-        line = f"{key}: must be {_BOUNDS[kind]} {limit}, got {given!r}"
-    elif kind == "value_error" and _model_at(loc) is not None:
-        # A section validator: its lines already name their keys.
-        return str(ctx.get("error", err["msg"])).splitlines()
-    elif kind == "value_error":
-        line = f"{key}: {ctx.get('error', err['msg'])}"
-    elif kind in _EXPECTED:
-        line = f"{key}: expected {_EXPECTED[kind]}, got {given!r}"
-    else:
-        line = f"{key}: {err['msg'][0].lower()}{err['msg'][1:]}, got {given!r}"
-    # Name the override behind a problem, where exactly one override set this key (or lies under it).
-    origin = [item for k, item in from_override.items() if k == key or k.startswith(key + ".")]
-    return [f"{line} (from override {origin[0]!r})" if len(origin) == 1 else line]
-
-
-# ----------------------------------------------------------------------------------------------------------
-# Dump and reference
-
-
-def dump_recipe(recipe: Recipe) -> str:
-    """The resolved recipe as YAML, sections and keys in schema order (loads back to an equal Recipe)."""
-    return yaml.safe_dump(
-        recipe.model_dump(mode="json"), sort_keys=False, default_flow_style=False, width=110
-    )
-
-
-def _type_name(annotation: Any) -> str:
-    origin = typing.get_origin(annotation)
-    args = typing.get_args(annotation)
-    if origin in (typing.Union, types.UnionType):
-        return " or ".join(_type_name(a) for a in args)
-    if origin is Literal:
-        return " / ".join(str(a) for a in args)
-    if origin is list:
-        return f"list of ({_type_name(args[0])})" if args else "list"
-    if annotation is type(None):
-        return "null"
-    return getattr(annotation, "__name__", str(annotation))
-
-
-def _default_text(field: Any) -> str:
-    if field.is_required():
-        return "(required)"
-    value = field.get_default(call_default_factory=True)
-    if isinstance(value, BaseModel):
-        return "(section)"
-    return yaml.safe_dump(value, default_flow_style=True, width=1000).strip().removesuffix("...").strip()
-
-
-def recipe_reference_markdown() -> str:
-    """The recipe reference as Markdown tables (one per section), generated from the schema."""
-    out: list[str] = []
-
-    def table(prefix: str, cls: type[BaseModel]) -> None:
-        out.append(f"### `{prefix}`\n\n{cls.__doc__}\n")
-        out.append("| key | type | default | description |")
-        out.append("|---|---|---|---|")
-        nested = []
-        for name, field in cls.model_fields.items():
-            sub = _section_class(field.annotation)
-            if sub is not None:
-                nested.append((f"{prefix}.{name}", sub))
-                if sub is field.annotation:
-                    continue  # an always-present subsection: only its own table
-            type_text = f"section ({sub.__name__}) or null" if sub else _type_name(field.annotation)
-            cells = [f"`{prefix}.{name}`", type_text, f"`{_default_text(field)}`", field.description or ""]
-            out.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
-        out.append("")
-        for sub_prefix, sub in nested:
-            table(sub_prefix, sub)
-
-    for section in SECTIONS:
-        table(section, _section_class(Recipe.model_fields[section].annotation))
-    return "\n".join(out).rstrip() + "\n"
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(_EXPORTS[name]), name)

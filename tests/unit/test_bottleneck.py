@@ -139,7 +139,7 @@ def test_alpha_needs_the_real_total_steps():
 def test_config_json_round_trip_and_recipe_field_names():
     from vittle_cli.recipe import Recipe
 
-    cfg = VittleConfig(**Recipe().bottleneck.model_dump(exclude={"enabled"}))
+    cfg = VittleConfig.from_section(Recipe().bottleneck)
     assert cfg == VittleConfig(format_version=cfg.format_version)
     custom = VittleConfig(layer_v=3, layer_t=-2, beta_v=0.2, prior="L", schedule="linear", hidden_size=96)
     assert VittleConfig.from_json(custom.to_json()) == custom
@@ -303,3 +303,19 @@ def test_mask_shape_mismatch_is_a_clear_error():
 def test_needs_a_hidden_size():
     with pytest.raises(ModelError, match="hidden_size"):
         VittleBottleneck(VittleConfig())
+
+
+def test_config_is_the_recipe_section_without_enabled():
+    """One definition: VittleConfig inherits the section's fields, defaults and checks."""
+    from vittle_cli.recipe import BottleneckSection
+
+    section_fields = set(BottleneckSection.model_fields) - {"enabled"}
+    assert section_fields <= set(VittleConfig.model_fields)
+    assert set(VittleConfig.model_fields) - section_fields == {"enabled", "hidden_size", "format_version"}
+    cfg = VittleConfig.from_section(BottleneckSection(enabled=True, beta_v=0.3, prior="L"))
+    assert (cfg.beta_v, cfg.prior) == (0.3, "L")
+    assert "enabled" not in json.loads(cfg.to_json())
+    assert VittleConfig.from_section({"enabled": True, "alpha_end": 0.2}).alpha_end == 0.2
+    for bad in ({"alpha_end": 1.5}, {"beta_v": -1}, {"sigmoid_k": 0}, {"no_such": 1}):
+        with pytest.raises(ModelError, match="invalid bottleneck config"):
+            VittleConfig.from_section(bad)

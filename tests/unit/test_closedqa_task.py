@@ -11,7 +11,7 @@ import yaml
 from rich.console import Console
 
 from tests.cli_runner import run_cli
-from vittle_cli.data.shift.items import IMAGE_SLOT
+from vittle_cli.data.prompt import IMAGE_SLOT
 from vittle_cli.data.shift.suite import load_suite, suites_dir
 from vittle_cli.eval.generate import GenerationRequest, render_prompt
 from vittle_cli.eval.runner import run_eval
@@ -126,7 +126,7 @@ def test_answers_are_cached_and_reused(tmp_path):
 
 def test_render_prompt_puts_images_at_their_slots():
     class Chat:
-        def apply_chat_template(self, messages, add_generation_prompt):
+        def apply_chat_template(self, messages, add_generation_prompt, tokenize):
             return messages[0]["content"]
 
     img = object()

@@ -7,13 +7,9 @@ import torch
 from torch import nn
 
 from vittle_cli.errors import ModelError, UsageError
-from vittle_cli.model.load import (
-    component_of,
-    compose_llava,
-    load_model_for_recipe,
-    parameter_summary,
-    resolve_dtype,
-)
+from vittle_cli.model.components import component_of, parameter_summary
+from vittle_cli.model.compose import compose_llava
+from vittle_cli.model.load import load_model_for_recipe, resolve_dtype
 from vittle_cli.recipe import Recipe
 
 
@@ -397,7 +393,7 @@ def _qwen2vl_config():
 def test_quantization_skip_modules_per_family(tiny_model_dir):
     from transformers import AutoConfig, LlavaNextConfig
 
-    from vittle_cli.model.load import quantization_skip_modules
+    from vittle_cli.model.quantize import quantization_skip_modules
 
     llava = AutoConfig.from_pretrained(tiny_model_dir)
     assert quantization_skip_modules(llava) == [
@@ -415,7 +411,7 @@ def test_quantization_skip_modules_per_family(tiny_model_dir):
 def test_lora_targets_on_qwen2vl_skip_the_vision_tower_and_merger():
     from transformers import AutoModelForImageTextToText
 
-    from vittle_cli.model.load import lora_target_modules
+    from vittle_cli.model.prepare import lora_target_modules
 
     with torch.device("meta"):
         model = AutoModelForImageTextToText.from_config(_qwen2vl_config())
@@ -436,14 +432,14 @@ def test_compose_shell_is_built_outside_an_active_zero3_init(tiny_model_dir):
     from transformers import AutoConfig, LlavaForConditionalGeneration
     from transformers.integrations import HfDeepSpeedConfig, is_deepspeed_zero3_enabled
 
-    from vittle_cli.model.load import _zero3_init_paused
+    from vittle_cli.model.skeleton import zero3_init_paused
     from vittle_cli.train.deepspeed import resolve_deepspeed_config
 
     config = AutoConfig.from_pretrained(tiny_model_dir)
     keep = HfDeepSpeedConfig(resolve_deepspeed_config("zero3"))  # noqa: F841 (a weakref holds it globally)
     try:
         assert is_deepspeed_zero3_enabled()
-        with _zero3_init_paused():
+        with zero3_init_paused():
             assert not is_deepspeed_zero3_enabled()
             with torch.device("meta"):
                 shell = LlavaForConditionalGeneration(config)

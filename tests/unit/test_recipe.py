@@ -198,7 +198,7 @@ def test_description_puts_purpose_before_hardware(tmp_path, monkeypatch):
     (root / "big" / "r.yaml").write_text(
         "# vittle train recipes/big/r.yaml\n# Hardware: 8 GPUs, e.g. A100s; a day. Trains\n# the big one.\n# Slowly.\nmodel: {}\n# no\n"
     )
-    monkeypatch.setattr("vittle_cli.recipe.recipes_dir", lambda: root)
+    monkeypatch.setattr("vittle_cli.recipe_files.recipes_dir", lambda: root)
     assert shipped_recipes() == [
         ("big/r", root / "big" / "r.yaml", "Trains the big one. Slowly. Hardware: 8 GPUs, e.g. A100s; a day.")
     ]

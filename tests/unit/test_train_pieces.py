@@ -34,9 +34,8 @@ def test_alpha_points_follow_the_schedule():
     from vittle_cli.recipe import BottleneckSection
     from vittle_cli.train.plan import alpha_points
 
-    section = BottleneckSection(alpha_end=0.4)
-    got = alpha_points(10, section)
-    cfg = VittleConfig(alpha_end=0.4)
+    cfg = VittleConfig.from_section(BottleneckSection(alpha_end=0.4))
+    got = alpha_points(10, cfg)
     assert got == {"start": alpha_at(0, 10, cfg), "middle": alpha_at(5, 10, cfg), "end": alpha_at(9, 10, cfg)}
     assert got["start"] < got["middle"] < got["end"] < 0.4
 

@@ -14,7 +14,6 @@ _EXPORTS = {
     "TrainDataset": "vittle_cli.data.llava",
     "build_dataset": "vittle_cli.data.llava",
     "build_train_dataset": "vittle_cli.data.llava",
-    "build_eval_dataset": "vittle_cli.data.llava",
     "DataCollator": "vittle_cli.data.collate",
     "DataReport": "vittle_cli.data.report",
     "GroupedSampler": "vittle_cli.data.sampler",

@@ -186,10 +186,3 @@ def build_train_dataset(
 ) -> tuple[TrainDataset, DataReport]:
     """The training set of a recipe's data section (data.train). See build_dataset."""
     return build_dataset(data.train, data, processor, seed, cache_dir)
-
-
-def build_eval_dataset(
-    data: Any, processor: Any, seed: int = 0, cache_dir: Path | None = None
-) -> tuple[TrainDataset, DataReport] | None:
-    """The held-out set of data.eval (rendered like training data, for eval loss), or None if unset."""
-    return None if not data.eval else build_dataset(data.eval, data, processor, seed, cache_dir)

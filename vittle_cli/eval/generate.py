@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import torch
 from PIL import Image
 
-from vittle_cli.data.shift.items import IMAGE_SLOT
+from vittle_cli.data.prompt import render_query_prompt
 from vittle_cli.errors import UsageError
 from vittle_cli.model.attach import image_token_ids, unwrap_model
 
@@ -52,14 +52,7 @@ class GenerationRequest:
 
 def render_prompt(processor, request: GenerationRequest) -> str:
     """The request's full prompt: one user turn (image first) plus the generation prompt."""
-    content = [{"type": "image"} for _ in request.images]
-    content.append({"type": "text", "text": request.text})
-    if request.images and request.text.count(IMAGE_SLOT) == len(request.images):  # interleaved
-        pieces = request.text.split(IMAGE_SLOT)
-        content = [{"type": "text", "text": pieces[0]}] if pieces[0] else []
-        for piece in pieces[1:]:
-            content += [{"type": "image"}] + ([{"type": "text", "text": piece}] if piece else [])
-    return processor.apply_chat_template([{"role": "user", "content": content}], add_generation_prompt=True)
+    return render_query_prompt(processor, request.text, has_image=len(request.images))
 
 
 @torch.inference_mode()

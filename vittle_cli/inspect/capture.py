@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from vittle_cli.data.prompt import render_query_prompt
 from vittle_cli.model.attach import (
     attached_layers,
     find_decoder_layers,
@@ -61,12 +62,7 @@ def capture_layers(model, layer: int | None) -> tuple[dict[str, int], dict[str, 
 
 def render_prompts(processor, queries: Sequence[Query]) -> list[str]:
     """Each query as a single user turn through the model's chat template, ready for generation."""
-    prompts = []
-    for q in queries:
-        content = ([{"type": "image"}] if q.image is not None else []) + [{"type": "text", "text": q.text}]
-        messages = [{"role": "user", "content": content}]
-        prompts.append(processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False))
-    return prompts
+    return [render_query_prompt(processor, q.text, has_image=q.image is not None) for q in queries]
 
 
 def encode_batch(processor, queries: Sequence[Query], device, dtype=None) -> dict:

@@ -72,7 +72,7 @@ def apply_recipe_trainability(model, recipe) -> None:
         for name, param in model.named_parameters():
             param.requires_grad_("lora_" in name or ".modules_to_save." in name)
         return
-    from vittle_cli.model.load import set_trainable
+    from vittle_cli.model.prepare import set_trainable
 
     set_trainable(
         model,
@@ -86,7 +86,7 @@ def describe_model(model, source: str) -> ModelReport:
     """Build the report for an already loaded model (a PEFT wrapper is looked through). Trainable counts
     follow the run's recipe when `source` is part of a run, else the flags the model was loaded with."""
     from vittle_cli.model.attach import find_decoder_layers, get_bottleneck
-    from vittle_cli.model.load import parameter_summary
+    from vittle_cli.model.components import parameter_summary
 
     layers = find_decoder_layers(model)
     config = getattr(model, "config", None)

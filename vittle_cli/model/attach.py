@@ -10,7 +10,6 @@ because ZeRO-3 gathers parameters on module calls. Nothing of the base model is 
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,8 +33,6 @@ _WRAPPER_TYPES = ("DeepSpeedEngine", "DistributedDataParallel", "DataParallel", 
 class _Attachment:
     """What attach_bottleneck did to a model, so that detach_bottleneck can undo exactly that."""
 
-    layer_v: int
-    layer_t: int
     token_ids: list[int]
     handles: list[Any] = field(default_factory=list)
     visual_mask: Tensor | None = None  # of the forward in progress
@@ -202,7 +199,8 @@ def attach_bottleneck(model: nn.Module, config: VittleConfig) -> VittleBottlenec
     inner = _multimodal_model(top)
     token_ids = image_token_ids(top)
     layer_v, layer_t = config.resolve_layers(len(layers))
-    config = dataclasses.replace(config, hidden_size=_hidden_size(top))
+    # The module's config records what was resolved, so saving, dry-run and inspect never re-derive it.
+    config = config.replace(layer_v=layer_v, layer_t=layer_t, hidden_size=_hidden_size(top))
     reference = top.get_input_embeddings().weight
     bottleneck = VittleBottleneck(config).to(
         device=_device_of(layers[layer_v], reference), dtype=reference.dtype
@@ -210,7 +208,7 @@ def attach_bottleneck(model: nn.Module, config: VittleConfig) -> VittleBottlenec
     bottleneck.train(top.training)
     top.add_module(BOTTLENECK_ATTR, bottleneck)
 
-    state = _Attachment(layer_v=layer_v, layer_t=layer_t, token_ids=token_ids)
+    state = _Attachment(token_ids=token_ids)
     state.handles.append(inner.register_forward_pre_hook(_make_pre_hook(state, top), with_kwargs=True))
     state.handles.append(inner.register_forward_hook(_make_post_hook(state), with_kwargs=True))
     for index in sorted({layer_v, layer_t}):
@@ -222,9 +220,9 @@ def attach_bottleneck(model: nn.Module, config: VittleConfig) -> VittleBottlenec
 
 
 def attached_layers(model: nn.Module) -> tuple[int, int] | None:
-    """(layer_v, layer_t) of the attached bottleneck, or None."""
-    state = getattr(unwrap_model(model), _STATE_ATTR, None)
-    return None if state is None else (state.layer_v, state.layer_t)
+    """(layer_v, layer_t) of the attached bottleneck (as resolved when attaching), or None."""
+    bottleneck = get_bottleneck(model)
+    return None if bottleneck is None else (bottleneck.config.layer_v, bottleneck.config.layer_t)
 
 
 def detach_bottleneck(model: nn.Module) -> nn.Module:

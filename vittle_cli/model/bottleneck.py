@@ -6,63 +6,63 @@ Nothing here knows about Hugging Face; `attach.py` places the module inside a mo
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
-from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Literal
 
 import torch
+from pydantic import Field, ValidationError, field_validator
 from torch import Tensor, nn
 
 from vittle_cli.errors import ModelError
+from vittle_cli.recipe import BottleneckSection
 
 FORMAT_VERSION = 1
 CONFIG_FILE = "vittle_config.json"
 WEIGHTS_FILE = "vittle_bottleneck.safetensors"
-PRIORS = ("F", "L")
-SCHEDULES = ("sigmoid", "linear", "constant")
 
 
-@dataclass
-class VittleConfig:
-    """Hyperparameters of the bottleneck. Field names equal the recipe's `bottleneck` section (minus
-    `enabled`), so `VittleConfig(**recipe.bottleneck.model_dump(exclude={"enabled"}))` works."""
+class VittleConfig(BottleneckSection):
+    """The bottleneck's hyperparameters: the recipe's `bottleneck` section (same fields, defaults and checks,
+    inherited) without `enabled`, plus what attaching learns. Built from a recipe by `from_section` only;
+    `attach_bottleneck` writes the resolved layers and the hidden size into the attached module's copy, which
+    the alpha callback, dry-run, checkpoints and merge all read."""
 
-    layer_v: int | None = None  # decoder layer whose output the visual net transforms; None = round(0.75 L)
-    layer_t: int | None = None  # same for the text net; None = layer_v
-    beta_v: float = 0.1
-    beta_t: float = 0.1
-    prior: str = "F"  # "F": fixed N(0, I); "L": learnable diagonal Gaussian per modality
-    alpha_end: float = 0.5
-    schedule: str = "sigmoid"
-    sigmoid_k: float = 10.0
-    sigmoid_t0: float = 0.5
-    logvar_clamp: float = 2.3025
-    hidden_size: int | None = None  # filled in by attach_bottleneck
-    format_version: int = FORMAT_VERSION
+    # Declared again only to pin it: a config exists only for a bottleneck that is on, and is not saved.
+    enabled: Literal[True] = Field(default=True, exclude=True, description="Always true here.")
+    hidden_size: int | None = Field(default=None, description="Width of h; filled in by attach_bottleneck.")
+    format_version: int = Field(default=FORMAT_VERSION, description="vittle_config.json format.")
 
-    def __post_init__(self) -> None:
-        problems = []
-        if self.prior not in PRIORS:
-            problems.append(f"prior must be one of {', '.join(PRIORS)}, got {self.prior!r}")
-        if self.schedule not in SCHEDULES:
-            problems.append(f"schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
-        if not 0.0 <= self.alpha_end <= 1.0:
-            problems.append(f"alpha_end must lie in [0, 1], got {self.alpha_end}")
-        if self.logvar_clamp <= 0:
-            problems.append(f"logvar_clamp must be positive, got {self.logvar_clamp}")
-        if self.format_version > FORMAT_VERSION:
-            problems.append(
-                f"format_version {self.format_version} is newer than this vittle understands "
-                f"({FORMAT_VERSION}); upgrade vittle"
+    def __init__(self, **fields: Any) -> None:
+        try:
+            super().__init__(**fields)
+        except ValidationError as err:
+            problems = [f"{'.'.join(map(str, e['loc'])) or 'config'}: {e['msg']}" for e in err.errors()]
+            raise ModelError("invalid bottleneck config: " + "; ".join(problems)) from None
+
+    @field_validator("format_version")
+    @classmethod
+    def _known_format(cls, value: int) -> int:
+        if value > FORMAT_VERSION:
+            raise ValueError(
+                f"format_version {value} is newer than this vittle understands ({FORMAT_VERSION}); upgrade vittle"
             )
-        if problems:
-            raise ModelError("invalid bottleneck config: " + "; ".join(problems))
+        return value
+
+    @classmethod
+    def from_section(cls, section: BottleneckSection | dict[str, Any]) -> VittleConfig:
+        """The config of a recipe's `bottleneck` section (a validated section, or its dict from config.yaml)."""
+        fields = section if isinstance(section, dict) else section.model_dump()
+        return cls(**{k: v for k, v in fields.items() if k != "enabled"})
+
+    def replace(self, **changes: Any) -> VittleConfig:
+        """A copy with `changes` applied (and checked)."""
+        return type(self)(**{**self.model_dump(), **changes})
 
     def to_json(self) -> str:
         """The config as the JSON text of vittle_config.json."""
-        return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True) + "\n"
+        return json.dumps(self.model_dump(mode="json"), indent=2, sort_keys=True) + "\n"
 
     @classmethod
     def from_json(cls, text: str) -> VittleConfig:
@@ -77,8 +77,7 @@ class VittleConfig:
             raise ModelError(f"{CONFIG_FILE} is not valid JSON ({err}); re-save the model") from None
         if not isinstance(data, dict):
             raise ModelError(f"{CONFIG_FILE} must hold a JSON object; re-save the model")
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
+        unknown = sorted(set(data) - set(cls.model_fields))
         if unknown:
             raise ModelError(
                 f"{CONFIG_FILE} has unknown fields {unknown}; it was written by a newer vittle: upgrade vittle"
@@ -175,7 +174,7 @@ class VittleBottleneck(nn.Module):
         d = hidden_size if hidden_size is not None else config.hidden_size
         if d is None or d < 1:
             raise ModelError("VittleBottleneck needs hidden_size (the language model's hidden size)")
-        self.config = dataclasses.replace(config, hidden_size=d)
+        self.config = config.replace(hidden_size=d)
         self.visual_net = _posterior_net(d)
         self.text_net = _posterior_net(d)
         if self.config.prior == "L":

@@ -7,7 +7,6 @@ file and is re-attached after loading (shared/PLATFORM.md "Saving").
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,6 @@ from vittle_cli.fileio import write_atomic
 from vittle_cli.model.attach import (
     BOTTLENECK_ATTR,
     attach_bottleneck,
-    attached_layers,
     get_bottleneck,
 )
 from vittle_cli.model.bottleneck import CONFIG_FILE, WEIGHTS_FILE, VittleConfig
@@ -104,10 +102,7 @@ def save_vittle(
         )
     if not _is_main_process():
         return
-    config = bottleneck.config
-    layers = attached_layers(model)
-    if layers is not None:  # record the layers actually used, so a reload never depends on the default rule
-        config = dataclasses.replace(config, layer_v=layers[0], layer_t=layers[1])
+    config = bottleneck.config  # holds the layers resolved when attaching: a reload never re-derives them
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().cpu().contiguous() for k, v in weights.items()}

@@ -7,14 +7,14 @@ fused/CPU Adam at start-up (about 35 s on CPU). On GPUs you may add one to a cop
 
 from __future__ import annotations
 
-import difflib
 import importlib.util
 import json
 from pathlib import Path
 from typing import Any
 
-from vittle_cli.errors import UsageError, VittleError
-from vittle_cli.recipe import DEEPSPEED_PRESETS, recipes_dir
+from vittle_cli.errors import UsageError, VittleError, did_you_mean
+from vittle_cli.recipe import DEEPSPEED_PRESETS
+from vittle_cli.recipe_files import recipes_dir
 
 
 def presets_dir() -> Path:
@@ -36,8 +36,7 @@ def resolve_deepspeed_config(name_or_path: str) -> dict[str, Any]:
     else:
         path = Path(name_or_path).expanduser()
         if not path.is_file():
-            close = difflib.get_close_matches(name_or_path, DEEPSPEED_PRESETS, n=1, cutoff=0.6)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            hint = did_you_mean(name_or_path, DEEPSPEED_PRESETS)
             raise UsageError(
                 f"train.deepspeed={name_or_path!r} is neither a preset nor an existing JSON file{hint}; "
                 f"use one of {', '.join(DEEPSPEED_PRESETS)} or a path to a DeepSpeed config"

@@ -21,7 +21,7 @@ def _skeleton(recipe):
     import torch
     from transformers import AutoConfig, AutoModelForImageTextToText
 
-    from vittle_cli.model.load import apply_lora, set_trainable
+    from vittle_cli.model.prepare import prepare_for_training
 
     m = recipe.model
     if m.compose is not None:
@@ -31,19 +31,7 @@ def _skeleton(recipe):
     config = AutoConfig.from_pretrained(source, **hub)
     with torch.device("meta"):
         model = AutoModelForImageTextToText.from_config(config, trust_remote_code=m.trust_remote_code)
-        if recipe.bottleneck.enabled:
-            from vittle_cli.model.attach import attach_bottleneck
-            from vittle_cli.model.bottleneck import VittleConfig
-
-            attach_bottleneck(model, VittleConfig(**recipe.bottleneck.model_dump(exclude={"enabled"})))
-        set_trainable(
-            model,
-            vision_tower=m.train_vision_tower,
-            projector=m.train_projector,
-            language_model=m.train_language_model,
-        )
-        if recipe.train.lora.enabled:
-            model = apply_lora(model, recipe)
+        model = prepare_for_training(model, recipe)
     processor = None
     try:
         from transformers import AutoProcessor
@@ -64,7 +52,11 @@ def build_plan(recipe, *, world_size: int = 1, launch_command: list[str] | None 
         world_size=world_size,
         launch_command=launch_command,
     )
-    model = processor = None
+    model = processor = config = None
+    if recipe.bottleneck.enabled:  # the attached module's copy replaces this once the model is built
+        from vittle_cli.model.bottleneck import VittleConfig
+
+        config = VittleConfig.from_section(recipe.bottleneck)
     try:
         model, processor = _skeleton(recipe)
     except Exception as err:  # a dry run reports what it could not see instead of failing
@@ -72,15 +64,13 @@ def build_plan(recipe, *, world_size: int = 1, launch_command: list[str] | None 
             f"model not inspected: {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
         )
     if model is not None:
-        from vittle_cli.model.attach import find_decoder_layers
-        from vittle_cli.model.load import parameter_summary
+        from vittle_cli.model.attach import attached_layers, find_decoder_layers, get_bottleneck
+        from vittle_cli.model.components import parameter_summary
 
         plan.n_layers = len(find_decoder_layers(model))
-        if recipe.bottleneck.enabled:
-            from vittle_cli.model.bottleneck import VittleConfig
-
-            cfg = VittleConfig(**recipe.bottleneck.model_dump(exclude={"enabled"}))
-            plan.layers = cfg.resolve_layers(plan.n_layers)
+        plan.layers = attached_layers(model)
+        if (bottleneck := get_bottleneck(model)) is not None:
+            config = bottleneck.config
         plan.parameters = parameter_summary(model)
     if processor is not None:
         try:
@@ -102,7 +92,7 @@ def build_plan(recipe, *, world_size: int = 1, launch_command: list[str] | None 
             t.max_steps,
         )
     if recipe.bottleneck.enabled and plan.total_steps:
-        plan.alphas = alpha_points(plan.total_steps, recipe.bottleneck)
+        plan.alphas = alpha_points(plan.total_steps, config)
     if t.deepspeed:
         from vittle_cli.train.deepspeed import resolve_deepspeed_config
 

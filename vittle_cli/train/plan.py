@@ -66,11 +66,10 @@ class TrainPlan:
     notes: list[str] = field(default_factory=list)
 
 
-def alpha_points(total_steps: int, bottleneck_section) -> dict[str, float]:
-    """alpha at the first, middle and last optimizer step of a run."""
-    from vittle_cli.model.bottleneck import VittleConfig, alpha_at
+def alpha_points(total_steps: int, cfg) -> dict[str, float]:
+    """alpha at the first, middle and last optimizer step of a run (`cfg`: the bottleneck's VittleConfig)."""
+    from vittle_cli.model.bottleneck import alpha_at
 
-    cfg = VittleConfig(**bottleneck_section.model_dump(exclude={"enabled"}))
     last = max(total_steps - 1, 0)
     return {
         "start": alpha_at(0, total_steps, cfg),

@@ -190,7 +190,6 @@ def run_train(
 
     from vittle_cli.data import DataCollator, build_train_dataset
     from vittle_cli.model.attach import get_bottleneck
-    from vittle_cli.model.bottleneck import VittleConfig
     from vittle_cli.model.builtin import resolve_model_source
     from vittle_cli.model.load import load_model_for_recipe
     from vittle_cli.plots import plot_metrics
@@ -246,8 +245,8 @@ def run_train(
 
     progress = RichProgressCallback(console=console)
     callbacks = [MetricsJsonlCallback(run_dir / "metrics.jsonl"), progress]
-    if get_bottleneck(model) is not None:
-        callbacks.insert(0, AlphaCallback(VittleConfig(**recipe.bottleneck.model_dump(exclude={"enabled"}))))
+    if (bottleneck := get_bottleneck(model)) is not None:
+        callbacks.insert(0, AlphaCallback(bottleneck.config))
     if "tensorboard" in recipe.output.report_to and (tb := _tensorboard_callback(run_dir)) is not None:
         callbacks.append(tb)
     trainer = VittleTrainer(

@@ -17,10 +17,6 @@ from PIL import Image
 
 from vittle_cli.errors import DataError
 
-# In a prompt text: where the next image of the item goes (the generation engine puts the images there,
-# in order, when the text holds one slot per image; otherwise the images come before the text).
-IMAGE_SLOT = "<|vittle:image|>"
-
 
 @dataclass(frozen=True)
 class EvalItem:

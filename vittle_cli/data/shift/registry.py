@@ -22,7 +22,6 @@ from typing import Literal
 from vittle_cli.errors import UsageError
 
 Kind = Literal["visual", "text"]
-LEVELS = (1, 2, 3, 4, 5)  # severity (visual) and rate (text) both run 1..5
 
 
 @dataclass(frozen=True)

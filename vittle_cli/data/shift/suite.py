@@ -17,7 +17,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from vittle_cli.errors import UsageError
 
 Group = Literal["clean", "visual", "text", "joint"]
-GROUPS: tuple[str, ...] = ("clean", "visual", "text", "joint")
 METRICS = ("accuracy", "precision", "recall", "f1", "yes_ratio", "ambiguous")
 DEFAULT_SUFFIX = "\nAnswer the question using a single word or phrase."
 _PLACEHOLDER = re.compile(r"\$\{(\w+)\}")

@@ -18,7 +18,8 @@ from vittle_cli.data.benchmarks.images import TableImages
 from vittle_cli.data.benchmarks.prompt import place_images, render_text
 from vittle_cli.data.benchmarks.spec import ClosedQAData, ClosedQAOptions, validation_problems
 from vittle_cli.data.benchmarks.tables import BenchmarkSchemaError, empty_image_rows
-from vittle_cli.data.shift.items import IMAGE_SLOT, DataReport, EvalItem, ItemSet
+from vittle_cli.data.prompt import IMAGE_SLOT
+from vittle_cli.data.shift.items import DataReport, EvalItem, ItemSet
 from vittle_cli.data.shift.suite import Suite
 from vittle_cli.errors import UsageError
 from vittle_cli.eval.scoring.closedqa import score_closedqa
