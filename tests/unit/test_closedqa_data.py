@@ -144,6 +144,9 @@ def test_hub_ids_go_through_load_dataset_and_mmmu_loads_every_subject(monkeypatc
     calls.clear()
     load_closedqa("mmmu", "MMMU/MMMU", split="validation")
     assert len(calls) == 30 and calls[0] == ("MMMU/MMMU", "Accounting", "validation")
+    calls.clear()
+    load_closedqa("mmmu", "lmms-lab/MMMU", split="validation")  # the merged copy: no subject configs
+    assert calls == [("lmms-lab/MMMU", None, "validation")]
 
 
 def test_missing_column_names_the_column_and_the_fix(tmp_path):

@@ -231,7 +231,8 @@ def load_closedqa(benchmark: str, source: str, *, split: str, config: str | None
     """
     if benchmark not in _BUILDERS:
         raise DataError(f"unknown benchmark {benchmark!r}; known: {', '.join(BENCHMARKS)}")
-    hub_configs = MMMU_SUBJECTS if benchmark == "mmmu" else None
+    # MMMU/MMMU has one hub config per subject (lmms-lab/MMMU, its merge, has none)
+    hub_configs = MMMU_SUBJECTS if source.lower() == "mmmu/mmmu" else None
     table = open_table(source, split=split, config=config, hub_configs=hub_configs)
     if len(table) == 0:
         raise DataError(f"{benchmark} data {source} (split {split}) has no rows")
