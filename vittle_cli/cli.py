@@ -92,10 +92,20 @@ def _error(message: str) -> None:
     Console(stderr=True, highlight=False, soft_wrap=True).print(f"[bold red]error:[/] {escape(message)}")
 
 
+def _take_debug_flag(args: list[str]) -> tuple[list[str], bool]:
+    """`args` without `--debug` (anywhere before a `--`), and whether it was there."""
+    end = args.index("--") if "--" in args else len(args)
+    kept = [a for a in args[:end] if a != "--debug"] + args[end:]
+    return kept, len(kept) != len(args)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: run the app and exit with vittle's exit codes (0, 1, 2, 130)."""
     args = sys.argv[1:] if argv is None else list(argv)
-    debug = "--debug" in args or _debug_enabled()
+    args, debug_flag = _take_debug_flag(args)
+    if debug_flag:  # accepted anywhere: before or after the subcommand
+        os.environ["VITTLE_DEBUG"] = "1"
+    debug = debug_flag or _debug_enabled()
     if not debug:
         # bitsandbytes warns on every import on AVX512-BF16 CPUs that an optional kernels package is missing;
         # its pure-torch fallback is what the CPU path uses anyway.

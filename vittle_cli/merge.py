@@ -19,9 +19,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from vittle_cli.errors import ModelError, UsageError
+from vittle_cli.layout import (
+    ADAPTER_CONFIG,
+    MODEL_CONFIG,
+    PROCESSOR_FILES,
+    VITTLE_CONFIG,
+    has_full_weights,
+)
+from vittle_cli.model.reference import classify_model_ref
 
-ADAPTER_CONFIG = "adapter_config.json"
-DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
 # Logit agreement between the in-memory merged model and the reloaded folder, relative to the largest logit.
 # In 16-bit the two are not bit-identical: `.to(dtype)` also casts the rotary inv_freq buffer, which a fresh
 # from_pretrained(dtype=...) keeps in float32; on the tiny model that alone moves bf16 logits by ~2.5%.
@@ -50,61 +56,27 @@ class MergeResult:
 # What are we looking at?
 
 
-def _has_full_weights(d: Path) -> bool:
-    return any(d.glob("model*.safetensors")) or any(d.glob("pytorch_model*.bin"))
-
-
-def _zero_tag_dirs(d: Path) -> list[Path]:
-    return sorted(p for p in d.glob("global_step*") if p.is_dir())
-
-
-def resolve_source(source: str) -> tuple[Path, str]:
-    """The folder to merge and its kind: "adapter", "zero" (ZeRO shards only) or "merged" (full weights).
-
-    A run directory resolves to its final/.
+def resolve_source(source: str) -> tuple[Path, str, dict]:
+    """The folder to merge, its kind ("adapter", "zero": ZeRO shards only, "merged": full weights already)
+    and the recipe of the run it belongs to ({} if none). A run directory resolves to its final/.
 
     Raises:
-        UsageError: missing path, a file, a run without final/, or a folder with no model in it.
+        UsageError: as model/reference.py's classify_model_ref, or a builtin / hub name (nothing to merge).
     """
-    path = Path(source).expanduser()
-    if not path.exists():
-        raise UsageError(f"no such run, checkpoint or adapter directory: {source}")
-    if not path.is_dir():
-        raise UsageError(f"{source} is a file; pass a run dir, a checkpoint-N dir or a PEFT adapter dir")
-    if (
-        (path / "config.yaml").is_file()
-        and not (path / ADAPTER_CONFIG).is_file()
-        and not _has_full_weights(path)
-    ):
-        if not (path / "final").is_dir():
-            names = sorted(p.name for p in path.glob("checkpoint-*") if p.is_dir())
-            hint = (
-                f"pass one of its checkpoints, e.g. {path / names[-1]}"
-                if names
-                else "it has no checkpoints yet"
-            )
-            raise UsageError(f"run {source} has no final/ (training did not finish); {hint}")
-        path = path / "final"
-    if (path / ADAPTER_CONFIG).is_file():
-        return path, "adapter"
-    if _zero_tag_dirs(path) and not _has_full_weights(path):
-        return path, "zero"
-    if _has_full_weights(path) and (path / "config.json").is_file():
-        return path, "merged"
-    raise UsageError(
-        f"{source} is not a run, checkpoint or PEFT adapter directory "
-        f"(no {ADAPTER_CONFIG}, no model weights, no ZeRO global_step*/ shards)"
-    )
-
-
-def _run_recipe(folder: Path) -> dict:
-    """The recipe of the run that holds `folder` (its config.yaml, one or zero levels up), else {}."""
     import yaml
 
-    for candidate in (folder / "config.yaml", folder.parent / "config.yaml"):
-        if candidate.is_file():
-            return yaml.safe_load(candidate.read_text(encoding="utf-8")) or {}
-    return {}
+    ref = classify_model_ref(source, role="SOURCE")
+    if ref.folder is None:
+        raise UsageError(
+            f"SOURCE {source} is a {ref.kind} name; merge needs a local run, checkpoint-N or PEFT adapter "
+            "directory"
+        )
+    if ref.kind == "model" and not has_full_weights(ref.folder):
+        raise UsageError(f"SOURCE {source} has {MODEL_CONFIG} but no model weights; nothing to merge")
+    recipe = {}
+    if ref.recipe_file is not None and ref.recipe_file.is_file():
+        recipe = yaml.safe_load(ref.recipe_file.read_text(encoding="utf-8")) or {}
+    return ref.folder, {"model": "merged"}.get(ref.kind, ref.kind), recipe
 
 
 def _base_name(folder: Path, base: str | None, recipe: dict) -> str:
@@ -146,7 +118,7 @@ def _consolidate_zero(folder: Path, base: str | None, recipe: dict):
     from transformers import AutoConfig, AutoModelForImageTextToText, AutoProcessor
 
     from vittle_cli.model.attach import attach_bottleneck
-    from vittle_cli.model.bottleneck import CONFIG_FILE, VittleConfig
+    from vittle_cli.model.bottleneck import VittleConfig
     from vittle_cli.model.builtin import resolve_model_source
 
     state = get_fp32_state_dict_from_zero_checkpoint(str(folder))
@@ -154,8 +126,8 @@ def _consolidate_zero(folder: Path, base: str | None, recipe: dict):
         raise ModelError(
             f"{folder} holds LoRA weights only as ZeRO shards; merge the run's final/ adapter instead"
         )
-    has_config = (folder / "config.json").is_file()
-    has_processor = any((folder / n).is_file() for n in ("processor_config.json", "tokenizer_config.json"))
+    has_config = (folder / MODEL_CONFIG).is_file()
+    has_processor = any((folder / n).is_file() for n in PROCESSOR_FILES)
     base_name = (
         None if has_config and has_processor else resolve_model_source(_base_name(folder, base, recipe))
     )
@@ -165,7 +137,7 @@ def _consolidate_zero(folder: Path, base: str | None, recipe: dict):
     else:
         model = AutoModelForImageTextToText.from_pretrained(base_name, dtype=torch.float32)
     if any(".vittle_bottleneck." in f".{k}" for k in state):
-        if (folder / CONFIG_FILE).is_file():
+        if (folder / VITTLE_CONFIG).is_file():
             cfg = VittleConfig.read(folder)
         else:  # the run's recipe knows the bottleneck's hyperparameters
             cfg = VittleConfig.from_section(recipe.get("bottleneck") or {})
@@ -284,7 +256,8 @@ def run_merge(
         source: a run dir (its final/ is used), a checkpoint-N dir or a PEFT adapter dir.
         out: the folder to write; must not exist unless `overwrite`.
         base: base model of an adapter (default: the adapter's base_model_name_or_path / the run's model).
-        dtype: fp32 | bf16 | fp16 for the written weights (the merge itself runs in float32).
+        dtype: the written weights' dtype, either spelling (fp32 / float32, bf16, fp16; auto = float32);
+            the merge itself runs in float32.
         log: where progress lines go.
 
     Raises:
@@ -295,14 +268,14 @@ def run_merge(
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # per-file bars drown the few lines merge prints
-    if dtype not in DTYPES:
-        raise UsageError(f"--dtype {dtype} is not one of {', '.join(DTYPES)}")
-    torch_dtype = DTYPES[dtype]
-    folder, kind = resolve_source(source)
+    from vittle_cli.model.device import resolve_dtype_name
+
+    torch_dtype = resolve_dtype_name(dtype, device="cpu")  # the merge runs on the CPU: auto = float32
+    folder, kind, recipe = resolve_source(source)
     out_path = Path(out).expanduser().resolve()
     if out_path == folder.resolve() or folder.resolve() in out_path.parents:
         raise UsageError(f"--out {out} lies inside the source {folder}; choose a folder outside it")
-    result = MergeResult(source=str(folder), out=str(out_path), kind=kind, dtype=dtype)
+    result = MergeResult(source=str(folder), out=str(out_path), kind=kind, dtype=torch_dtype)
     if kind == "merged":
         result.noop = True
         result.notes.append(f"{folder} already holds full weights and no adapter: nothing to merge")
@@ -310,7 +283,6 @@ def run_merge(
     if out_path.exists() and not overwrite:
         raise UsageError(f"{out} exists; pass --overwrite to replace it")
 
-    recipe = _run_recipe(folder)
     if ((recipe.get("train") or {}).get("qlora") or {}).get("enabled"):
         result.notes.append("QLoRA run: the base is reloaded unquantised (float32) and merged there")
     if kind == "adapter":

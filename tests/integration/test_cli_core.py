@@ -118,6 +118,12 @@ def test_debug_shows_the_exception(monkeypatch):
     monkeypatch.setenv("VITTLE_DEBUG", "0")
     with pytest.raises(RecipeError):
         main(["--debug", "inspect", "recipe", "tiny", "train.lr=oops"])
+    monkeypatch.setenv("VITTLE_DEBUG", "0")
+    with pytest.raises(RecipeError):  # accepted after the subcommand too
+        main(["inspect", "recipe", "tiny", "train.lr=oops", "--debug"])
+    monkeypatch.setenv("VITTLE_DEBUG", "0")
+    with pytest.raises(RecipeError):
+        main(["inspect", "--debug", "recipe", "tiny", "train.lr=oops"])
 
 
 def test_interrupt_exits_130(monkeypatch, capsys):

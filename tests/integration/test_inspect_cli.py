@@ -111,16 +111,27 @@ def test_bad_inputs_exit_codes(tmp_path, tiny_model_dir, capsys):
     (tmp_path / "junk").mkdir()
     junk = str(tmp_path / "junk")
     cases = [
-        (["inspect", "model", "--model", missing], 2, "no such model directory"),
+        (["inspect", "model", "--model", missing], 2, f"--model {missing}: no such directory"),
         (["inspect", "model", "--model", junk], 2, "not a model, adapter or run directory"),
-        (["inspect", "bottleneck", "--model", missing], 2, "no such model directory"),
+        (["inspect", "bottleneck", "--model", missing], 2, f"--model {missing}: no such directory"),
+        (["eval", "--suite", "shapes-shift", "--model", missing], 2, f"--model {missing}: no such directory"),
+        (["eval", "--suite", "shapes-shift", "--model", junk], 2, "not a model, adapter or run directory"),
         (["inspect", "bottleneck", "--model", str(tiny_model_dir)], 1, "no Vittle bottleneck"),
         (["inspect", "embeddings", "--model", junk, "--suite", "shapes-shift"], 2, "not a model"),
         (["inspect", "run", missing], 2, "no such run directory"),
         (["inspect", "run", str(tiny_model_dir)], 2, "use `vittle inspect model`"),
-        (["merge", missing, "--out", str(tmp_path / "o")], 2, "no such run"),
-        (["merge", junk, "--out", str(tmp_path / "o")], 2, "not a run, checkpoint or PEFT adapter"),
-        (["merge", str(tiny_model_dir), "--out", str(tmp_path / "o"), "--dtype", "int8"], 2, "--dtype int8"),
+        (["merge", missing, "--out", str(tmp_path / "o")], 2, f"SOURCE {missing}: no such directory"),
+        (["merge", junk, "--out", str(tmp_path / "o")], 2, "not a model, adapter or run directory"),
+        (
+            ["merge", str(tiny_model_dir), "--out", str(tmp_path / "o"), "--dtype", "int8"],
+            2,
+            "--dtype int8: expected one of",
+        ),
+        (
+            ["eval", "--suite", "shapes", "--model", str(tiny_model_dir), "--dtype", "int8"],
+            2,
+            "--dtype int8: expected",
+        ),
         (["inspect", "model"], 2, "needs a model"),
     ]
     for args, code, message in cases:

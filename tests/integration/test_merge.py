@@ -219,9 +219,10 @@ def test_already_merged_folder_is_a_noop(tiny_model_dir, tmp_path):
 @pytest.mark.parametrize(
     "make, message",
     [
-        (lambda d: d / "missing", "no such"),
+        (lambda d: d / "missing", "no such directory"),
         (lambda d: (d / "f.txt").write_text("x") and d / "f.txt", "is a file"),
-        (lambda d: (d / "empty").mkdir() or d / "empty", "not a run, checkpoint or PEFT adapter"),
+        (lambda d: (d / "empty").mkdir() or d / "empty", "not a model, adapter or run directory"),
+        (lambda d: "builtin:tiny-llava", "merge needs a local run"),
         (
             lambda d: (
                 (d / "run").mkdir() or (d / "run" / "config.yaml").write_text("model: {}\n") and d / "run"

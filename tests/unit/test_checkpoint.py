@@ -10,9 +10,10 @@ import pytest
 import torch
 from PIL import Image
 
-from vittle_cli.errors import ModelError
+from vittle_cli.errors import ModelError, UsageError
+from vittle_cli.layout import VITTLE_CONFIG, VITTLE_WEIGHTS
 from vittle_cli.model.attach import attach_bottleneck, attached_layers, get_bottleneck
-from vittle_cli.model.bottleneck import CONFIG_FILE, WEIGHTS_FILE, VittleConfig
+from vittle_cli.model.bottleneck import VittleConfig
 from vittle_cli.model.checkpoint import load_vittle_model, save_vittle, strip_vittle_keys
 
 
@@ -49,9 +50,9 @@ def test_save_then_load_reproduces_eval_logits_exactly(tiny_llava, tmp_path):
         expected = model(**inputs).logits
     _save_model_dir(model, processor, tmp_path / "m")
     files = sorted(p.name for p in (tmp_path / "m").iterdir())
-    assert CONFIG_FILE in files and WEIGHTS_FILE in files
+    assert VITTLE_CONFIG in files and VITTLE_WEIGHTS in files
     assert not [f for f in files if f.startswith(".")]  # no temp files left behind
-    saved = json.loads((tmp_path / "m" / CONFIG_FILE).read_text())
+    saved = json.loads((tmp_path / "m" / VITTLE_CONFIG).read_text())
     assert (
         saved["layer_v"] == 3
         and saved["layer_t"] == 3  # unset: follows layer_v
@@ -74,7 +75,7 @@ def test_base_weight_files_never_hold_bottleneck_keys(tiny_llava, tmp_path):
     _save_model_dir(model, processor, tmp_path)
     with safe_open(str(tmp_path / "model.safetensors"), "pt") as f:
         assert not [k for k in f.keys() if "vittle" in k]
-    with safe_open(str(tmp_path / WEIGHTS_FILE), "pt") as f:
+    with safe_open(str(tmp_path / VITTLE_WEIGHTS), "pt") as f:
         assert set(f.keys()) == set(get_bottleneck(model).state_dict())
 
 
@@ -105,7 +106,7 @@ def test_save_from_a_peft_style_state_dict_prefers_the_trained_copy(tiny_llava, 
     )
     state["base_model.model.lm_head.weight"] = torch.zeros(1)
     save_vittle(model, tmp_path, state_dict=state)
-    written = load_file(str(tmp_path / WEIGHTS_FILE))
+    written = load_file(str(tmp_path / VITTLE_WEIGHTS))
     assert set(written) == set(trained) and all(torch.equal(written[k], trained[k]) for k in trained)
     with pytest.raises(ModelError, match="incomplete"):
         save_vittle(model, tmp_path, state_dict={"vittle_bottleneck.visual_net.0.weight": torch.zeros(1)})
@@ -129,21 +130,21 @@ def test_plain_model_dir_builtin_and_run_dir(tiny_llava, tiny_model_dir, tmp_pat
 
 def test_bad_references_give_clear_errors(tiny_llava, tmp_path):
     model, processor = tiny_llava
-    with pytest.raises(ModelError, match="does not exist"):
+    with pytest.raises(UsageError, match="missing: no such directory"):
         load_vittle_model(tmp_path / "missing")
     with pytest.raises(ModelError, match="cannot load model"):  # offline in tests: never downloads
         load_vittle_model("nobody-vittle-test/no-such-model")
     (tmp_path / "empty").mkdir()
-    with pytest.raises(ModelError, match="not a model, adapter or run directory"):
+    with pytest.raises(UsageError, match="not a model, adapter or run directory"):
         load_vittle_model(tmp_path / "empty")
     attach_bottleneck(model, VittleConfig())
     _save_model_dir(model, processor, tmp_path / "m")
     shutil.copytree(tmp_path / "m", tmp_path / "no_weights")
-    (tmp_path / "no_weights" / WEIGHTS_FILE).unlink()
-    with pytest.raises(ModelError, match=f"no {WEIGHTS_FILE}"):
+    (tmp_path / "no_weights" / VITTLE_WEIGHTS).unlink()
+    with pytest.raises(ModelError, match=f"no {VITTLE_WEIGHTS}"):
         load_vittle_model(tmp_path / "no_weights")
-    (tmp_path / "m" / CONFIG_FILE).unlink()
-    with pytest.raises(ModelError, match=f"no {CONFIG_FILE}"):
+    (tmp_path / "m" / VITTLE_CONFIG).unlink()
+    with pytest.raises(ModelError, match=f"no {VITTLE_CONFIG}"):
         load_vittle_model(tmp_path / "m")
 
 

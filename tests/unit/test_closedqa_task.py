@@ -151,7 +151,10 @@ def test_shipped_suites_validate(name):
 
 
 def test_cli_missing_source_and_missing_column_exit_2(tmp_path, capsys):
-    assert run_cli(["eval", "--suite", "mme", "--model", "m", "--out", str(tmp_path / "a")]) == 2
+    assert (
+        run_cli(["eval", "--suite", "mme", "--model", "builtin:tiny-llava", "--out", str(tmp_path / "a")])
+        == 2
+    )
     assert "--source" in capsys.readouterr().err
     import pyarrow.parquet as pq
 
@@ -163,7 +166,7 @@ def test_cli_missing_source_and_missing_column_exit_2(tmp_path, capsys):
             "--suite",
             "mme",
             "--model",
-            "m",
+            "builtin:tiny-llava",
             "--source",
             str(tmp_path / "mme.parquet"),
             "--out",

@@ -9,9 +9,9 @@ import torch
 from PIL import Image
 
 from vittle_cli.inspect.bottleneck_stats import posterior_stats
-from vittle_cli.inspect.capture import Query, encode_batch
 from vittle_cli.model.attach import attach_bottleneck, detach_bottleneck, image_token_ids
 from vittle_cli.model.bottleneck import VittleConfig
+from vittle_cli.model.capture import Query, encode_batch
 
 
 def _queries():

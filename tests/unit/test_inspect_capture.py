@@ -7,9 +7,9 @@ import pytest
 import torch
 from PIL import Image
 
-from vittle_cli.inspect.capture import Query, capture_layers, pooled_states
 from vittle_cli.model.attach import attach_bottleneck, image_token_ids
 from vittle_cli.model.bottleneck import VittleConfig
+from vittle_cli.model.capture import Query, capture_layers, pooled_states
 
 
 def _queries(n=3):
@@ -35,7 +35,7 @@ def _manual_means(model, processor, queries, layer):
     vis, txt = [], []
     ids = image_token_ids(model)
     for q in queries:
-        from vittle_cli.inspect.capture import encode_batch
+        from vittle_cli.model.capture import encode_batch
 
         batch = encode_batch(processor, [q], "cpu")
         with torch.no_grad():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from vittle_cli.inspect.metrics import cosine_distances, mean_cosine_distance, pca_2d
+from vittle_cli.model.repr_metrics import cosine_distances, mean_cosine_distance, pca_2d
 
 
 def test_cosine_distance_paired_by_sample():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from vittle_cli.inspect.metrics import matrix_entropy, matrix_jsd
+from vittle_cli.model.repr_metrics import matrix_entropy, matrix_jsd
 
 
 def _reference_entropy(z: np.ndarray) -> float:

@@ -232,12 +232,12 @@ def test_qlora_without_bitsandbytes_is_a_clear_error(tiny_model_dir, monkeypatch
         load_model_for_recipe(_recipe(train={**_lora(), "qlora": {"enabled": True}}))
 
 
-def test_unknown_model_path_is_a_model_error(tmp_path):
+def test_unknown_model_path_is_a_usage_error(tmp_path):
     missing = tmp_path / "no-such-model"
-    with pytest.raises(ModelError, match=f"{missing}.*does not exist.*model.name"):
+    with pytest.raises(UsageError, match=f"model.name {missing}: no such directory"):
         load_model_for_recipe(_recipe(model={"name": str(missing)}))
     (tmp_path / "empty").mkdir()
-    with pytest.raises(ModelError, match="no config.json"):
+    with pytest.raises(UsageError, match="model.name .*empty is not a model, adapter or run directory"):
         load_model_for_recipe(_recipe(model={"name": str(tmp_path / "empty")}))
 
 

@@ -20,7 +20,9 @@ def test_shipped_suite_validates(path):
     suite = load_suite(path)
     assert suite.name == path.stem
     assert path.read_text().startswith("# vittle eval --suite " + path.stem)  # first line: how to run it
-    assert suite.prompt_suffix == SUFFIX
+    assert suite.prompt_suffix == (
+        "" if suite.is_openended else SUFFIX
+    )  # LLaVA asks open questions as they are
 
 
 def test_shift_suites_have_27_shifts_and_the_same_variants():
@@ -82,7 +84,7 @@ def test_pope_placeholders_must_be_filled():
         load_suite_data(suite)
     filled = suite.with_data({"pope_root": "/data/pope"})
     assert filled.placeholders() == []
-    assert filled.data.pope.questions == "/data/pope/llava_pope_test.jsonl"
+    assert filled.data.pope.root == "/data/pope"
     explicit = suite.with_data(None, questions="/q.jsonl", labels_dir="/l", image_root="/i")
     assert (explicit.data.pope.questions, explicit.data.pope.image_root) == ("/q.jsonl", "/i")
 

@@ -41,7 +41,8 @@ def test_alpha_points_follow_the_schedule():
 
 
 def test_run_dir_is_refused_unless_overwrite_or_resume(tmp_path):
-    from vittle_cli.train.rundir import STAGING_DIR, prepare_run_dir
+    from vittle_cli.layout import STAGING_DIR
+    from vittle_cli.train.rundir import prepare_run_dir
 
     run = tmp_path / "r"
     prepare_run_dir(run, overwrite=False, resume=False)  # new: created

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import typer
 
+from vittle_cli.commands.options import Base, BatchSize, Device, Dtype, PopeRoot
+
 _MODEL_HELP = "Run dir, checkpoint, merged/HF model dir, PEFT adapter dir, hub name or builtin:tiny-llava."
 
 
@@ -20,8 +22,9 @@ def _print_json(obj: dict) -> None:
     typer.echo(json.dumps(obj, indent=2, default=str))
 
 
-def _data_vars(pope_root: Path | None) -> dict[str, str] | None:
-    return {"pope_root": str(pope_root)} if pope_root else None
+def _data_vars(pope_root: Path | None, data_root: Path | None = None) -> dict[str, str] | None:
+    found = {k: str(v) for k, v in (("pope_root", pope_root), ("data_root", data_root)) if v}
+    return found or None
 
 
 def inspect_embeddings(
@@ -42,16 +45,17 @@ def inspect_embeddings(
     variants: list[str] = typer.Option(
         None, "--variants", help="Shifted variants to analyse (repeat the option; default: all of the suite)."
     ),
-    batch_size: int = typer.Option(8, "--batch-size", help="Sequences per forward pass."),
-    device: str = typer.Option("cpu", "--device", help="torch device, e.g. cuda, cpu."),
-    dtype: str = typer.Option("float32", "--dtype", help="float32, bfloat16 or float16."),
-    base: str = typer.Option(
-        None, "--base", help="Base model of a PEFT adapter, if its config does not name one."
-    ),
-    pope_root: Path = typer.Option(
-        None, "--pope-root", help="POPE folder in LLaVA layout (fills ${pope_root})."
-    ),
+    batch_size: BatchSize = 8,
+    device: Device = "auto",
+    dtype: Dtype = "auto",
+    base: Base = None,
+    pope_root: PopeRoot = None,
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an earlier analysis in --out."),
+    data_root: Path = typer.Option(
+        None,
+        "--data-root",
+        help="Folder of an LLM-judged suite's files, e.g. lbcoco-shift (fills ${data_root}).",
+    ),
 ) -> None:
     """Representation shift at the bottleneck layer: clean vs shifted queries, before and after the bottleneck.
 
@@ -80,7 +84,7 @@ def inspect_embeddings(
         device=device,
         dtype=dtype,
         base=base,
-        data_vars=_data_vars(pope_root),
+        data_vars=_data_vars(pope_root, data_root),
         overwrite=overwrite,
     )
     render_embeddings_report(report, _console())
@@ -92,15 +96,11 @@ def inspect_bottleneck(
         None, "--suite", "-s", help="Suite whose clean questions to use (default: shapes)."
     ),
     limit: int = typer.Option(4, "--limit", help="First N clean questions of each split."),
-    batch_size: int = typer.Option(8, "--batch-size", help="Sequences per forward pass."),
-    device: str = typer.Option("cpu", "--device", help="torch device, e.g. cuda, cpu."),
-    dtype: str = typer.Option("float32", "--dtype", help="float32, bfloat16 or float16."),
-    base: str = typer.Option(
-        None, "--base", help="Base model of a PEFT adapter, if its config does not name one."
-    ),
-    pope_root: Path = typer.Option(
-        None, "--pope-root", help="POPE folder in LLaVA layout (fills ${pope_root})."
-    ),
+    batch_size: BatchSize = 8,
+    device: Device = "auto",
+    dtype: Dtype = "auto",
+    base: Base = None,
+    pope_root: PopeRoot = None,
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON instead of tables."),
 ) -> None:
     """Posterior statistics of the bottleneck per modality: sigma, KL per token, clamped share, alpha, layers.

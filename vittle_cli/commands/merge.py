@@ -4,18 +4,16 @@ from __future__ import annotations
 
 import typer
 
+from vittle_cli.commands.options import Base, Dtype
+
 
 def merge(
     source: str = typer.Argument(
         ..., help="A run dir (its final/ is merged), a checkpoint-N dir or a PEFT adapter dir."
     ),
     out: str = typer.Option(..., "--out", "-o", help="Folder to write the standalone model into."),
-    base: str = typer.Option(
-        None, "--base", help="Base model of the adapter (default: the adapter's base_model_name_or_path)."
-    ),
-    dtype: str = typer.Option(
-        "fp32", "--dtype", help="Weight dtype of the written model: bf16, fp16 or fp32."
-    ),
+    base: Base = None,
+    dtype: Dtype = "fp32",
     max_shard_size: str = typer.Option(
         "5GB", "--max-shard-size", help="Largest safetensors shard, e.g. 2GB."
     ),

@@ -2,6 +2,8 @@
 
 Answers stream into predictions.jsonl keyed by (variant, question_id): an interrupted eval resumes
 without repeating work, and a rerun over a complete cache scores without loading the model at all.
+Under a launcher (`--nproc-per-node N`), each process answers its shard of the images into its own part
+of the cache; process 0 then merges the parts and writes the same files a single process would.
 """
 
 from __future__ import annotations
@@ -10,26 +12,23 @@ import hashlib
 import json
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import datetime, timezone
-from functools import partial
 from pathlib import Path
-from typing import TypeVar
 
 from vittle_cli.data.shift import Suite, Variant, load_suite
-from vittle_cli.data.shift.questions import SuiteQuestion, iter_image_groups, limit_items
+from vittle_cli.data.shift.questions import SuiteQuestion, limit_items
 from vittle_cli.errors import UsageError
+from vittle_cli.eval.answering import CHUNK_BATCHES, answer_missing, iter_work, shard_items
 from vittle_cli.eval.metrics import summarise_variants
-from vittle_cli.eval.predictions import PredictionCache
+from vittle_cli.eval.predictions import PredictionCache, check_fingerprint
 from vittle_cli.eval.report import plot_results, print_table, versions
+from vittle_cli.eval.shards import Shards
 from vittle_cli.eval.tasks import TaskFamily, get_task
 from vittle_cli.fileio import write_json
 
-T = TypeVar("T")
 RESULTS = "results.json"
 CHART = "results.png"
-DTYPES = ("float32", "bfloat16", "float16", "auto")
-CHUNK_BATCHES = 4  # questions handed to the generator at a time = batch_size x this (bounds memory)
 
 
 def default_out_dir(model: str, suite_name: str) -> Path:
@@ -38,9 +37,11 @@ def default_out_dir(model: str, suite_name: str) -> Path:
     return Path("evals") / slug / suite_name
 
 
-def _fingerprint(suite: Suite, model: str, max_new_tokens: int, base: str | None) -> dict:
-    """What the cached answers depend on. Limit and batch size are left out: they change which answers
-    exist or how fast they come, not what any one answer is."""
+def _fingerprint(
+    suite: Suite, model: str, max_new_tokens: int, base: str | None, dtype: str | None = None
+) -> dict:
+    """What the cached answers depend on. Limit, batch size, device and process count are left out:
+    they change which answers exist or how fast they come, not what any one answer is."""
     spec = suite.model_dump(mode="json", exclude={"description", "metrics"})
     digest = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
     return {
@@ -49,34 +50,8 @@ def _fingerprint(suite: Suite, model: str, max_new_tokens: int, base: str | None
         "suite": suite.name,
         "suite_sha": digest,
         "max_new_tokens": max_new_tokens,
+        **({"dtype": dtype} if dtype is not None else {}),
     }
-
-
-def _progress(console):
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        ProgressColumn,
-        TextColumn,
-        TimeRemainingColumn,
-    )
-    from rich.text import Text
-
-    class RateColumn(ProgressColumn):
-        def render(self, task) -> Text:
-            return Text(f"{task.speed:.1f} q/s" if task.speed else "- q/s")
-
-    return Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        RateColumn(),
-        TextColumn("ETA"),
-        TimeRemainingColumn(),
-        console=console,
-        transient=False,
-    )
 
 
 def _record(variant: Variant, q: SuiteQuestion, answer: str, task: TaskFamily) -> dict:
@@ -95,6 +70,24 @@ def _record(variant: Variant, q: SuiteQuestion, answer: str, task: TaskFamily) -
     return {**rec, **(task.record_fields(q.item) if q.item is not None else {})}
 
 
+def _check_options(limit: int | None, batch_size: int) -> None:
+    if limit is not None and limit < 1:
+        raise UsageError(f"--limit must be at least 1 (got {limit})")
+    if batch_size < 1:
+        raise UsageError(f"--batch-size must be at least 1 (got {batch_size})")
+
+
+def prepare_suite(suite: str | Suite, data_vars=None, pope_files=None) -> tuple[Suite, TaskFamily]:
+    """The suite with its data paths filled, and its task family (checked against it)."""
+    suite = suite if isinstance(suite, Suite) else load_suite(suite)
+    suite = suite.with_data(data_vars, **(pope_files or {}))
+    task = get_task(suite.task)
+    problems = task.check_suite(suite)
+    if problems:
+        raise UsageError(f"suite {suite.name!r} does not fit task {task.name!r}: " + "; ".join(problems))
+    return suite, task
+
+
 def run_eval(
     suite: str | Suite,
     model: str,
@@ -102,8 +95,8 @@ def run_eval(
     out: Path | None = None,
     batch_size: int = 16,
     limit: int | None = None,
-    device: str = "cpu",
-    dtype: str = "float32",
+    device: str = "auto",
+    dtype: str = "auto",
     max_new_tokens: int | None = None,
     overwrite: bool = False,
     base: str | None = None,
@@ -113,6 +106,10 @@ def run_eval(
     generate: Callable | None = None,
     load_model: Callable | None = None,
     console=None,
+    judge: str | None = None,
+    judge_runs: int | None = None,
+    judge_options=None,
+    judge_backend=None,
 ) -> dict:
     """Evaluate `model` on `suite`; write results.json, predictions.jsonl and results.png into `out`.
 
@@ -120,29 +117,30 @@ def run_eval(
         suite: a shipped suite name, a suite YAML path, or a loaded Suite.
         model: anything load_vittle_model takes (run dir, model dir, adapter dir, hub name, builtin:...).
         limit: the first N questions of each split.
+        device, dtype: "auto" picks CUDA + bfloat16 when a GPU is visible, else CPU + float32.
         data_vars / pope_files: fill `${var}` placeholders / replace the POPE paths of the suite.
         generate, load_model: replace generate_answers / load_vittle_model (tests, other engines).
+        judge, judge_runs, judge_options, judge_backend: the LLM judge of the open-ended suites
+            (vittle_cli.eval.openended); judge_backend is a ready judge object (tests).
     Returns:
-        The results document (also written to results.json).
+        The results document (also written to results.json); {} in the non-main processes of a
+        sharded eval.
     Raises:
         UsageError: finished results.json without `overwrite`, bad suite or options.
         DataError / ModelError: bad data files, a model that cannot be loaded.
     """
     from rich.console import Console
 
+    from vittle_cli.model.device import resolve_device_dtype
+
     console = console or Console(stderr=True)
-    suite = suite if isinstance(suite, Suite) else load_suite(suite)
-    suite = suite.with_data(data_vars, **(pope_files or {}))
-    task = get_task(suite.task)
-    problems = task.check_suite(suite)
-    if problems:
-        raise UsageError(f"suite {suite.name!r} does not fit task {task.name!r}: " + "; ".join(problems))
-    if limit is not None and limit < 1:
-        raise UsageError(f"--limit must be at least 1 (got {limit})")
-    if dtype not in DTYPES:
-        raise UsageError(f"--dtype must be one of {', '.join(DTYPES)} (got {dtype!r})")
-    if batch_size < 1:
-        raise UsageError(f"--batch-size must be at least 1 (got {batch_size})")
+    suite, task = prepare_suite(suite, data_vars, pope_files)
+    _check_options(limit, batch_size)
+    device, dtype = resolve_device_dtype(device, dtype)
+    if load_model is None:  # a bad --model fails now, before any work, with every command's message
+        from vittle_cli.model.reference import loadable_model_ref
+
+        loadable_model_ref(model)
     max_new_tokens = max_new_tokens or suite.max_new_tokens
     out = Path(out) if out is not None else default_out_dir(model, suite.name)
     if (out / RESULTS).is_file() and not overwrite:
@@ -150,133 +148,120 @@ def run_eval(
             f"{out / RESULTS} exists (a finished eval); pass --overwrite to redo it "
             "(cached answers are reused) or choose another --out"
         )
-    data = task.load(suite)  # validates every file before any model work
-    for w in data.report.warnings:
-        console.print(f"[yellow]warning:[/] {w}")
-    items = limit_items(data.items, limit)
-    cache = PredictionCache(out, _fingerprint(suite, model, max_new_tokens, base), discard_other=overwrite)
-    todo = {v.name: [it for it in items if not cache.has(v.name, it.question_id)] for v in suite.variants}
-    missing = sum(len(t) for t in todo.values())
-    started = time.time()
-    if missing:
-        console.print(
-            f"{suite.name}: {missing} of {len(items) * len(suite.variants)} answers to compute "
-            f"({len(suite.variants)} variants x {len(items)} questions)"
-        )
-        _answer(
+    if suite.is_openended:
+        from vittle_cli.eval.openended import run_openended_eval
+
+        return run_openended_eval(
             suite,
-            task,
             model,
-            todo,
-            data,
-            cache,
+            out=out,
+            judge_spec=judge,
+            judge_runs=judge_runs,
+            judge_options=judge_options,
+            judge=judge_backend,
             batch_size=batch_size,
-            max_new_tokens=max_new_tokens,
+            limit=limit,
             device=device,
             dtype=dtype,
+            max_new_tokens=max_new_tokens,
+            overwrite=overwrite,
             base=base,
             cache_dir=cache_dir,
             generate=generate,
             load_model=load_model,
             console=console,
         )
-    else:
-        console.print(f"{suite.name}: all {len(items) * len(suite.variants)} answers cached in {cache.path}")
-    results = _results(
-        suite,
-        task,
-        model,
-        items,
-        cache,
-        data,
-        limit=limit,
-        max_new_tokens=max_new_tokens,
-        seconds=time.time() - started,
-        computed=missing,
-        resources=task.resources(suite, out, console) if items else None,
-    )
+    data = task.load(suite)  # validates every file before any model work
+    items = limit_items(data.items, limit)
+    fingerprint = _fingerprint(suite, model, max_new_tokens, base, dtype)
+    check_fingerprint(out, fingerprint, discard_other=overwrite)  # same verdict in every process
+    shards = Shards.from_env()
+    try:
+        if not shards.is_main:
+            console = Console(stderr=True, quiet=True)
+        for w in data.report.warnings:
+            console.print(f"[yellow]warning:[/] {w}")
+        device = shards.device(device)
+        console.print(
+            f"device {device}, dtype {dtype}" + (f", {shards.world} processes" if shards.world > 1 else "")
+        )
+        cache = _open_cache(out, fingerprint, overwrite, shards)
+        computed = sum(not cache.has(v.name, it.question_id) for v in suite.variants for it in items)
+        started = time.time()
+        _answer_shard(suite, task, model, items, data, cache, shards, batch_size=batch_size,
+                      max_new_tokens=max_new_tokens, device=device, dtype=dtype, base=base, cache_dir=cache_dir,
+                      generate=generate, load_model=load_model, console=console)  # fmt: skip
+        shards.barrier()  # every shard's answers are on disk
+        if not shards.is_main:
+            return {}
+        cache.finalize((v.name, it.question_id) for v in suite.variants for it in items)
+        results = _results(
+            suite, task, model, items, cache, data, limit=limit, max_new_tokens=max_new_tokens,
+            seconds=time.time() - started, computed=computed,
+            resources=task.resources(suite, out, console) if items else None,
+            runtime={"device": device, "dtype": dtype, "processes": shards.world},
+        )  # fmt: skip
+    finally:
+        shards.close()
     write_json(out / RESULTS, results)
     plot_results(results, out / CHART)
     print_table(results, console)
-    console.print(f"wrote {out / RESULTS}, {out / CHART}, {cache.path}")
+    console.print(f"wrote {out / RESULTS}, {out / CHART}, {cache.main}")
     return results
 
 
-def _answer(
-    suite,
-    task,
-    model,
-    todo,
-    data,
-    cache,
-    *,
-    batch_size,
-    max_new_tokens,
-    device,
-    dtype,
-    base,
-    cache_dir,
-    generate,
-    load_model,
-    console,
-) -> None:
-    """Generate the missing answers variant by variant, a chunk of images at a time, appending to the cache."""
-    from vittle_cli.eval.generate import GenerationRequest
+def _open_cache(out: Path, fingerprint: dict, overwrite: bool, shards: Shards) -> PredictionCache:
+    """Process 0 opens the cache first (it may discard another eval's answers), then the others."""
+    part = shards.rank if shards.world > 1 else None
+    cache = None
+    if shards.is_main:
+        cache = PredictionCache(out, fingerprint, discard_other=overwrite, part=part)
+    shards.barrier()
+    if cache is None:
+        cache = PredictionCache(out, fingerprint, discard_other=overwrite, part=part, owner=False)
+    return cache
 
+
+def _answer_shard(suite, task, model, items, data, cache, shards: Shards, **kw) -> None:
+    """Compute this process's missing answers (all of them in a one-process eval)."""
+    mine = shard_items(items, shards.rank, shards.world)
+    todo = {v.name: [it for it in mine if not cache.has(v.name, it.question_id)] for v in suite.variants}
+    missing = sum(len(t) for t in todo.values())
+    total = len(mine) * len(suite.variants)
+    if not missing:
+        kw["console"].print(f"{suite.name}: all {total} answers cached in {cache.dir}")
+        return
+    kw["console"].print(
+        f"{suite.name}: {missing} of {total} answers to compute ({len(suite.variants)} variants x {len(mine)} "
+        "questions)"
+    )
+    _answer(suite, task, model, todo, data, cache, missing, **kw)
+
+
+def _answer(
+    suite, task, model, todo, data, cache, total, *, batch_size, max_new_tokens, device, dtype, base,
+    cache_dir, generate, load_model, console,
+) -> None:  # fmt: skip
+    """Load the model and generate the missing answers, appending them to the cache as they come."""
     if generate is None:
         from vittle_cli.eval.generate import generate_answers as generate
     if load_model is None:
         from vittle_cli.model.checkpoint import load_vittle_model as load_model
     console.print(f"loading {model} ({dtype}, {device})")
     mdl, processor = load_model(model, base=base, dtype=dtype, device=device)
-    work = _prefetch(_chunks(suite, task, todo, data, batch_size * CHUNK_BATCHES, cache_dir))
-    with _progress(console) as progress:
-        bar = progress.add_task("questions", total=sum(len(t) for t in todo.values()))
-        for variant, questions in work:
-            progress.update(bar, description=f"{variant.name:<28.28}")
-            requests = [GenerationRequest(q.images, q.text, (variant.name, q.image_keys)) for q in questions]
-            answers = generate(
-                mdl,
-                processor,
-                requests,
-                batch_size=batch_size,
-                max_new_tokens=max_new_tokens,
-                on_progress=lambda n: progress.advance(bar, n),
-            )
-            cache.add([_record(variant, q, a, task) for q, a in zip(questions, answers, strict=True)])
+    work = iter_work(suite, task, todo, data, batch_size * CHUNK_BATCHES, cache_dir)
 
+    def store(chunk, answers) -> None:
+        cache.add([_record(v, q, a, task) for (v, q), a in zip(chunk, answers, strict=True)])
 
-def _chunks(suite, task, todo, data, size, cache_dir) -> Iterator[tuple[Variant, list[SuiteQuestion]]]:
-    """(variant, questions) chunks of about `size` questions, whole images only, in suite order."""
-    prompt = partial(task.prompt, suite)
-    for variant in suite.variants:
-        if not todo[variant.name]:
-            continue
-        pending: list[SuiteQuestion] = []
-        for group in iter_image_groups(suite, variant, data, todo[variant.name], cache_dir, prompt):
-            pending += group
-            if len(pending) >= size:
-                yield variant, pending
-                pending = []
-        if pending:
-            yield variant, pending
-
-
-def _prefetch(items: Iterator[T]) -> Iterator[T]:
-    """Produce the next item in a background thread while the caller works on this one, so loading and
-    perturbing images overlaps with generation. One producer at a time, and perturbations seed the global
-    RNGs per sample while greedy generation draws from none, so the thread changes no result."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="vittle-prefetch") as pool:
-        future = pool.submit(next, items, None)
-        while (item := future.result()) is not None:
-            future = pool.submit(next, items, None)
-            yield item
+    answer_missing(
+        work, total, generate, mdl, processor, store,
+        batch_size=batch_size, max_new_tokens=max_new_tokens, console=console,
+    )  # fmt: skip
 
 
 def _results(
-    suite, task, model, items, cache, data, *, limit, max_new_tokens, seconds, computed, resources
+    suite, task, model, items, cache, data, *, limit, max_new_tokens, seconds, computed, resources, runtime
 ) -> dict:
     """Score the cached answers of exactly `items` for every variant and assemble results.json."""
     by_id = {it.question_id: it for it in items}
@@ -306,9 +291,11 @@ def _results(
         "model": str(model),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "versions": versions(),
+        **runtime,
         "prompt_suffix": suite.prompt_suffix,
         "max_new_tokens": max_new_tokens,
         "limit_per_split": limit,
+        "question_ids": hashlib.sha256("\n".join(sorted(by_id)).encode()).hexdigest()[:16],
         "seeding": "visual: sha256(suite seed, visual spec, image key); text: sha256(suite seed, text spec, "
         "question id)",
         "variants": [v.model_dump(mode="json") for v in suite.variants],

@@ -15,9 +15,9 @@ from dataclasses import asdict, dataclass, field
 import torch
 
 from vittle_cli.errors import ModelError
-from vittle_cli.inspect.capture import MODALITIES, Query, encode_batch
 from vittle_cli.model.attach import attached_layers, get_bottleneck, image_token_ids
 from vittle_cli.model.bottleneck import clamp_logvar_ste, gaussian_kl
+from vittle_cli.model.capture import MODALITIES, Query, encode_batch
 
 _BINS = 4000
 QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
@@ -189,8 +189,8 @@ def run_inspect_bottleneck(
     suite: str | None = None,
     limit: int | None = 4,
     batch_size: int = 8,
-    device: str = "cpu",
-    dtype: str = "float32",
+    device: str = "auto",
+    dtype: str = "auto",
     base: str | None = None,
     data_vars: dict[str, str] | None = None,
 ) -> BottleneckReport:

@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from vittle_cli.errors import UsageError
-from vittle_cli.inspect.capture import MODALITIES, STAGES, Query
-from vittle_cli.inspect.metrics import matrix_jsd, mean_cosine_distance
+from vittle_cli.model.capture import MODALITIES, STAGES, Query
+from vittle_cli.model.repr_metrics import matrix_jsd, mean_cosine_distance
 
 ARRAYS_FILE = "embeddings.safetensors"
 MANIFEST_FILE = "manifest.json"
@@ -73,8 +73,8 @@ def _pair_metrics(clean: np.ndarray, shifted: np.ndarray) -> tuple[float | None,
 def _load_models(
     model: str, compare: str | None, base: str | None, dtype: str, device: str, layer: int | None
 ):
-    from vittle_cli.inspect.capture import capture_layers
     from vittle_cli.inspect.loading import load_for_inspect
+    from vittle_cli.model.capture import capture_layers
 
     loaded = []
     for tag, name in zip(TAGS, (model, compare), strict=False):
@@ -97,6 +97,29 @@ def _load_models(
     return loaded
 
 
+def _load_data(suite):
+    from vittle_cli.data.shift import load_suite_data
+    from vittle_cli.data.shift.openended import load_openended_suite
+
+    return load_openended_suite(suite) if suite.is_openended else load_suite_data(suite)
+
+
+def _queries(suite, variant, limit: int | None, data) -> list[Query]:
+    """The variant's prompts as the eval asks them (POPE-style or open-ended suites alike)."""
+    from vittle_cli.data.shift import suite_questions
+    from vittle_cli.data.shift.openended import variant_questions
+    from vittle_cli.data.shift.questions import limit_items
+
+    if suite.is_openended:
+        items = limit_items(data.items, limit)
+        return [
+            Query(it.question_id, img, text)
+            for it, img, text in variant_questions(suite, variant, data, items)
+        ]
+    qs = suite_questions(suite, variant, limit_per_split=limit, data=data)
+    return [Query(q.question_id, q.image, q.text) for q in qs]
+
+
 def run_inspect_embeddings(
     model: str,
     suite: str,
@@ -107,8 +130,8 @@ def run_inspect_embeddings(
     compare: str | None = None,
     variants: list[str] | None = None,
     batch_size: int = 8,
-    device: str = "cpu",
-    dtype: str = "float32",
+    device: str = "auto",
+    dtype: str = "auto",
     base: str | None = None,
     data_vars: dict[str, str] | None = None,
     overwrite: bool = False,
@@ -126,8 +149,8 @@ def run_inspect_embeddings(
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from vittle_cli.data.shift import load_suite, load_suite_data, suite_questions
-    from vittle_cli.inspect.capture import pooled_states
+    from vittle_cli.data.shift import load_suite
+    from vittle_cli.model.capture import pooled_states
 
     the_suite = load_suite(suite)
     if data_vars:
@@ -148,7 +171,7 @@ def run_inspect_embeddings(
         raise UsageError(f"{out_dir} already holds an embeddings analysis; pass --overwrite or another --out")
 
     models = _load_models(model, compare, base, dtype, device, layer)
-    data = load_suite_data(the_suite)
+    data = _load_data(the_suite)
     arrays: dict[str, np.ndarray] = {}
     question_ids: list[str] = []
     all_variants = [clean_variant, *chosen]
@@ -158,8 +181,8 @@ def run_inspect_embeddings(
     ) as progress:  # fmt: skip
         task = progress.add_task("encoding", total=None)
         for vi, variant in enumerate(all_variants):
-            qs = suite_questions(the_suite, variant, limit_per_split=limit, data=data)
-            ids = [q.question_id for q in qs]
+            queries = _queries(the_suite, variant, limit, data)
+            ids = [q.question_id for q in queries]
             if vi == 0:
                 question_ids = ids
                 progress.update(task, total=len(ids) * len(all_variants) * len(models))
@@ -167,7 +190,6 @@ def run_inspect_embeddings(
                 raise UsageError(
                     f"variant {variant.name} yields other questions than clean; check the suite data"
                 )
-            queries = [Query(q.question_id, q.image, q.text) for q in qs]
             for m in models:
                 progress.update(task, description=f"{m['tag']}: {variant.name}")
                 pooled = pooled_states(
@@ -237,7 +259,7 @@ def _write_outputs(
     report.files = [ARRAYS_FILE, MANIFEST_FILE, "pca.png", "cosine_hist.png"]
     manifest = report.to_json()
     manifest["jsd"] = (
-        "matrix-based JSD in nats; rows L2-normalised; C = Z^T Z / trace (vittle_cli/inspect/metrics.py)"
+        "matrix-based JSD in nats; rows L2-normalised; C = Z^T Z / trace (vittle_cli/model/repr_metrics.py)"
     )
     manifest["pooling"] = "mean over non-padding visual (image-token) / text positions, per question"
     write_json(out_dir / MANIFEST_FILE, manifest)

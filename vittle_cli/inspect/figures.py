@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from vittle_cli.fileio import save_figure
-from vittle_cli.inspect.metrics import cosine_distances, pca_2d
+from vittle_cli.model.repr_metrics import cosine_distances, pca_2d
 
 GROUP_COLOURS = {"visual": "tab:blue", "text": "tab:orange", "joint": "tab:red"}
 

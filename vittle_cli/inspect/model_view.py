@@ -54,16 +54,19 @@ def _run_recipe(source: str):
     """The Recipe of the run `source` belongs to (run dir, its final/ or a checkpoint), else None."""
     from pathlib import Path
 
-    path = Path(source).expanduser()
-    for candidate in (path / "config.yaml", path.parent / "config.yaml"):
-        if candidate.is_file():
-            try:
-                from vittle_cli.recipe import load_recipe
+    from vittle_cli.layout import RUN_CONFIG
+    from vittle_cli.model.reference import run_dir_of
 
-                return load_recipe(candidate, [])
-            except Exception:  # an older or hand-edited recipe: fall back to the model as loaded
-                return None
-    return None
+    run_dir = run_dir_of(Path(source).expanduser())
+    if run_dir is None:
+        return None
+    recipe_file = run_dir / RUN_CONFIG
+    try:
+        from vittle_cli.recipe import load_recipe
+
+        return load_recipe(recipe_file, [])
+    except Exception:  # an older or hand-edited recipe: fall back to the model as loaded
+        return None
 
 
 def apply_recipe_trainability(model, recipe) -> None:
@@ -72,14 +75,9 @@ def apply_recipe_trainability(model, recipe) -> None:
         for name, param in model.named_parameters():
             param.requires_grad_("lora_" in name or ".modules_to_save." in name)
         return
-    from vittle_cli.model.prepare import set_trainable
+    from vittle_cli.model.prepare import set_trainable_as_recipe
 
-    set_trainable(
-        model,
-        vision_tower=recipe.model.train_vision_tower,
-        projector=recipe.model.train_projector,
-        language_model=recipe.model.train_language_model,
-    )
+    set_trainable_as_recipe(model, recipe)
 
 
 def describe_model(model, source: str) -> ModelReport:
@@ -95,10 +93,8 @@ def describe_model(model, source: str) -> ModelReport:
     bn_info = None
     if bn is not None:
         cfg = bn.config
-        n_layers = len(layers)
         hooks = {}
-        for modality, layer in (("visual", cfg.layer_v), ("text", cfg.layer_t)):
-            idx = layer % n_layers if layer is not None else round(0.75 * n_layers)
+        for modality, idx in (("visual", cfg.layer_v), ("text", cfg.layer_t)):  # resolved when attached
             hooks[modality] = {"layer": idx, "hook_module": module_path(model, layers[idx])}
         bn_info = {
             "module": module_path(model, bn),

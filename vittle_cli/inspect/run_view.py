@@ -3,14 +3,25 @@
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from vittle_cli import layout
 from vittle_cli.errors import UsageError
+from vittle_cli.layout import (
+    ADAPTER_CONFIG,
+    FINAL_DIR,
+    LOSS_PLOT,
+    METRICS_FILE,
+    MODEL_CONFIG,
+    RUN_CONFIG,
+    VITTLE_CONFIG,
+    VITTLE_WEIGHTS,
+    has_full_weights,
+    has_zero_shards,
+)
 
-VITTLE_FILES = ("vittle_config.json", "vittle_bottleneck.safetensors")
-_CKPT = re.compile(r"^checkpoint-(\d+)$")
+VITTLE_FILES = (VITTLE_CONFIG, VITTLE_WEIGHTS)
 
 
 @dataclass
@@ -36,25 +47,20 @@ class RunReport:
 
 def checkpoint_kind(path: Path) -> str:
     """What a checkpoint folder holds: a PEFT adapter, full HF weights, only ZeRO shards, or nothing."""
-    if (path / "adapter_config.json").is_file():
+    if (path / ADAPTER_CONFIG).is_file():
         return "adapter"
-    if any(path.glob("model*.safetensors")) or any(path.glob("pytorch_model*.bin")):
+    if has_full_weights(path):
         return "full"
-    if any(p.is_dir() for p in path.glob("global_step*")):
+    if has_zero_shards(path):
         return "zero"
     return "empty"
 
 
 def list_checkpoints(run_dir: Path) -> list[CheckpointInfo]:
     """checkpoint-N/ folders sorted by step, then final/ if present."""
-    found = []
-    for p in run_dir.iterdir():
-        m = _CKPT.match(p.name)
-        if m and p.is_dir():
-            found.append((int(m.group(1)), p))
-    found.sort()
-    if (run_dir / "final").is_dir():
-        found.append((None, run_dir / "final"))
+    found: list[tuple[int | None, Path]] = list(layout.list_checkpoints(run_dir))
+    if (run_dir / FINAL_DIR).is_dir():
+        found.append((None, run_dir / FINAL_DIR))
     return [
         CheckpointInfo(p.name, step, checkpoint_kind(p), all((p / f).is_file() for f in VITTLE_FILES))
         for step, p in found
@@ -65,11 +71,11 @@ def _recipe_summary(run_dir: Path) -> dict:
     """The resolved recipe's key facts (validated through `load_recipe` when the schema still accepts it)."""
     import yaml
 
-    raw = yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8")) or {}
+    raw = yaml.safe_load((run_dir / RUN_CONFIG).read_text(encoding="utf-8")) or {}
     try:
         from vittle_cli.recipe import load_recipe
 
-        raw = load_recipe(run_dir / "config.yaml", []).model_dump()
+        raw = load_recipe(run_dir / RUN_CONFIG, []).model_dump()
     except Exception:  # an older schema: show the file as written rather than fail the view
         pass
     m, d, b, t = (raw.get(k) or {} for k in ("model", "data", "bottleneck", "train"))
@@ -104,17 +110,17 @@ def run_inspect_run(run: str, out: str | None = None) -> RunReport:
     run_dir = Path(run).expanduser()
     if not run_dir.is_dir():
         raise UsageError(f"no such run directory: {run}")
-    if not (run_dir / "config.yaml").is_file():
+    if not (run_dir / RUN_CONFIG).is_file():
         hint = (
             " (this looks like a model folder: use `vittle inspect model`)"
-            if (run_dir / "config.json").is_file()
+            if (run_dir / MODEL_CONFIG).is_file()
             else ""
         )
-        raise UsageError(f"{run} is not a vittle run directory: no config.yaml{hint}")
+        raise UsageError(f"{run} is not a vittle run directory: no {RUN_CONFIG}{hint}")
     report = RunReport(
         run_dir=str(run_dir), recipe=_recipe_summary(run_dir), checkpoints=list_checkpoints(run_dir)
     )
-    metrics = run_dir / "metrics.jsonl"
+    metrics = run_dir / METRICS_FILE
     if metrics.is_file():
         from vittle_cli.plots import plot_metrics, read_metrics
 
@@ -123,7 +129,7 @@ def run_inspect_run(run: str, out: str | None = None) -> RunReport:
         with_loss = [r for r in rows if r.get("loss") is not None]
         report.last_metrics = (with_loss or rows or [None])[-1]
         if rows:
-            png = Path(out).expanduser() / "loss.png" if out else run_dir / "inspect" / "loss.png"
+            png = Path(out).expanduser() / LOSS_PLOT if out else run_dir / "inspect" / LOSS_PLOT
             report.loss_png = str(plot_metrics(metrics, png))
     return report
 

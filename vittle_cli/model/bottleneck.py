@@ -16,11 +16,10 @@ from pydantic import Field, ValidationError, field_validator
 from torch import Tensor, nn
 
 from vittle_cli.errors import ModelError
+from vittle_cli.layout import VITTLE_CONFIG
 from vittle_cli.recipe import BottleneckSection
 
 FORMAT_VERSION = 1
-CONFIG_FILE = "vittle_config.json"
-WEIGHTS_FILE = "vittle_bottleneck.safetensors"
 
 
 class VittleConfig(BottleneckSection):
@@ -74,20 +73,20 @@ class VittleConfig(BottleneckSection):
         try:
             data = json.loads(text)
         except json.JSONDecodeError as err:
-            raise ModelError(f"{CONFIG_FILE} is not valid JSON ({err}); re-save the model") from None
+            raise ModelError(f"{VITTLE_CONFIG} is not valid JSON ({err}); re-save the model") from None
         if not isinstance(data, dict):
-            raise ModelError(f"{CONFIG_FILE} must hold a JSON object; re-save the model")
+            raise ModelError(f"{VITTLE_CONFIG} must hold a JSON object; re-save the model")
         unknown = sorted(set(data) - set(cls.model_fields))
         if unknown:
             raise ModelError(
-                f"{CONFIG_FILE} has unknown fields {unknown}; it was written by a newer vittle: upgrade vittle"
+                f"{VITTLE_CONFIG} has unknown fields {unknown}; it was written by a newer vittle: upgrade vittle"
             )
         return cls(**data)
 
     @classmethod
     def read(cls, directory: str | Path) -> VittleConfig:
         """Load `directory/vittle_config.json`."""
-        return cls.from_json((Path(directory) / CONFIG_FILE).read_text())
+        return cls.from_json((Path(directory) / VITTLE_CONFIG).read_text())
 
     def resolve_layers(self, n_layers: int) -> tuple[int, int]:
         """Non-negative (layer_v, layer_t) for a decoder of `n_layers` layers.

@@ -16,15 +16,15 @@ from torch import Tensor, nn
 
 from vittle_cli.errors import ModelError, UsageError
 from vittle_cli.fileio import write_atomic
+from vittle_cli.layout import ADAPTER_CONFIG, PROCESSOR_FILES, VITTLE_CONFIG, VITTLE_WEIGHTS
 from vittle_cli.model.attach import (
     BOTTLENECK_ATTR,
     attach_bottleneck,
     get_bottleneck,
 )
-from vittle_cli.model.bottleneck import CONFIG_FILE, WEIGHTS_FILE, VittleConfig
-from vittle_cli.model.builtin import is_builtin, resolve_model_source
+from vittle_cli.model.bottleneck import VittleConfig
+from vittle_cli.model.reference import loadable_model_ref
 
-ADAPTER_CONFIG = "adapter_config.json"
 _SEP = f".{BOTTLENECK_ATTR}."
 
 
@@ -106,8 +106,8 @@ def save_vittle(
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().cpu().contiguous() for k, v in weights.items()}
-    write_atomic(out / WEIGHTS_FILE, lambda tmp: save_file(tensors, tmp, metadata={"format": "pt"}))
-    write_atomic(out / CONFIG_FILE, lambda tmp: Path(tmp).write_text(config.to_json()))
+    write_atomic(out / VITTLE_WEIGHTS, lambda tmp: save_file(tensors, tmp, metadata={"format": "pt"}))
+    write_atomic(out / VITTLE_CONFIG, lambda tmp: Path(tmp).write_text(config.to_json()))
 
 
 def load_vittle_weights(model: nn.Module, directory: str | Path) -> None:
@@ -121,9 +121,11 @@ def load_vittle_weights(model: nn.Module, directory: str | Path) -> None:
     bottleneck = get_bottleneck(model)
     if bottleneck is None:
         raise ModelError("attach a bottleneck before loading its weights")
-    path = Path(directory) / WEIGHTS_FILE
+    path = Path(directory) / VITTLE_WEIGHTS
     if not path.is_file():
-        raise ModelError(f"{path.parent} has {CONFIG_FILE} but no {WEIGHTS_FILE}; copy the weights file too")
+        raise ModelError(
+            f"{path.parent} has {VITTLE_CONFIG} but no {VITTLE_WEIGHTS}; copy the weights file too"
+        )
     try:
         bottleneck.load_state_dict(load_file(str(path)), strict=True)
     except RuntimeError as err:
@@ -131,38 +133,16 @@ def load_vittle_weights(model: nn.Module, directory: str | Path) -> None:
         raise ModelError(f"{path} does not fit this model's bottleneck ({first})") from None
 
 
-def _resolve_directory(path: str) -> Path | None:
-    """The local directory a reference points at (run dir -> its final/), or None for a hub name."""
-    source = resolve_model_source(path) if is_builtin(path) else path
-    local = Path(source).expanduser()
-    if not local.exists():
-        looks_local = source.startswith((".", "/", "~")) or source.count("/") != 1
-        if looks_local:
-            raise ModelError(
-                f"model path {path} does not exist; pass a model, adapter or run directory, a hub name, "
-                "or builtin:tiny-llava"
-            )
-        return None
-    if not local.is_dir():
-        raise ModelError(f"{path} is a file; pass a model, adapter or run directory")
-    has_model = (local / "config.json").is_file() or (local / ADAPTER_CONFIG).is_file()
-    if not has_model and (local / "final").is_dir():
-        local = local / "final"  # a vittle run directory
-    if not ((local / "config.json").is_file() or (local / ADAPTER_CONFIG).is_file()):
-        raise ModelError(
-            f"{path} is not a model, adapter or run directory (no config.json, {ADAPTER_CONFIG} or final/)"
-        )
-    return local
-
-
 def _check_vittle_files(directory: Path) -> bool:
     """True when `directory` holds a complete bottleneck; False when it holds none."""
-    has_config = (directory / CONFIG_FILE).is_file()
-    has_weights = (directory / WEIGHTS_FILE).is_file()
+    has_config = (directory / VITTLE_CONFIG).is_file()
+    has_weights = (directory / VITTLE_WEIGHTS).is_file()
     if has_weights and not has_config:
-        raise ModelError(f"{directory} has {WEIGHTS_FILE} but no {CONFIG_FILE}; copy the config file too")
+        raise ModelError(f"{directory} has {VITTLE_WEIGHTS} but no {VITTLE_CONFIG}; copy the config file too")
     if has_config and not has_weights:
-        raise ModelError(f"{directory} has {CONFIG_FILE} but no {WEIGHTS_FILE}; copy the weights file too")
+        raise ModelError(
+            f"{directory} has {VITTLE_CONFIG} but no {VITTLE_WEIGHTS}; copy the weights file too"
+        )
     return has_config
 
 
@@ -180,13 +160,13 @@ def _load_base(source: str, dtype: str):
     return model, processor
 
 
-def _has_processor_files(directory: Path) -> bool:
-    names = ("processor_config.json", "preprocessor_config.json", "tokenizer_config.json")
-    return any((directory / n).is_file() for n in names)
-
-
 def load_vittle_model(
-    path: str | Path, *, base: str | None = None, dtype: str = "float32", device: str = "cpu"
+    path: str | Path,
+    *,
+    base: str | None = None,
+    dtype: str = "float32",
+    device: str = "cpu",
+    role: str = "--model",
 ) -> tuple[nn.Module, Any]:
     """Load (model, processor) in eval mode, with the bottleneck attached when the source has one.
 
@@ -195,15 +175,17 @@ def load_vittle_model(
     base_model_name_or_path), or a vittle run directory (its final/ is used).
 
     Raises:
-        ModelError: missing directory, a directory of the wrong kind, incomplete vittle files.
-        UsageError: an adapter whose base model is unknown and no `base` given.
+        UsageError: a reference that is missing, a file, of the wrong kind or ZeRO shards only (see
+            model/reference.py); an adapter whose base model is unknown and no `base` given.
+        ModelError: a model that fails to load, incomplete vittle files.
     """
-    directory = _resolve_directory(str(path))
-    if directory is None:  # a hub name: a plain model, as published
-        model, processor = _load_base(str(path), dtype)
+    ref = loadable_model_ref(str(path), role)
+    directory = ref.folder
+    if directory is None:  # builtin or hub name: a plain model, as published
+        model, processor = _load_base(ref.source, dtype)
         return model.to(device).eval(), processor
     has_vittle = _check_vittle_files(directory)
-    if (directory / ADAPTER_CONFIG).is_file():
+    if ref.kind == "adapter":
         model, processor = _load_adapter(directory, base, dtype, has_vittle)
     else:
         model, processor = _load_base(str(directory), dtype)
@@ -220,14 +202,13 @@ def _load_adapter(directory: Path, base: str | None, dtype: str, has_vittle: boo
     base_name = base or json.loads((directory / ADAPTER_CONFIG).read_text()).get("base_model_name_or_path")
     if not base_name:
         raise UsageError(f"the adapter in {directory} does not name its base model; pass --base <model>")
-    base_dir = _resolve_directory(base_name)
-    model, processor = _load_base(str(base_dir) if base_dir is not None else base_name, dtype)
+    model, processor = _load_base(loadable_model_ref(base_name, "--base").source, dtype)
     if has_vittle:
         # Attach before peft so the adapter's modules_to_save copy of the bottleneck finds its place.
         attach_bottleneck(model, VittleConfig.read(directory))
     model = PeftModel.from_pretrained(model, str(directory))
     if has_vittle:
         load_vittle_weights(model, directory)
-    if _has_processor_files(directory):
+    if any((directory / name).is_file() for name in PROCESSOR_FILES):
         processor = AutoProcessor.from_pretrained(str(directory))
     return model, processor

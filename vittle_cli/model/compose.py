@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from vittle_cli.errors import ModelError
-from vittle_cli.model.reference import checked_model_source
+from vittle_cli.model.reference import trainable_source
 from vittle_cli.model.skeleton import zero3_init_paused
 
 # The reference LLaVA-1.5 (conv_vicuna_v1) system prompt.
@@ -63,7 +63,8 @@ def compose_llava(
     )
     from transformers.models.llava.modeling_llava import LlavaMultiModalProjector
 
-    lm_source, vt_source = checked_model_source(language_model), checked_model_source(vision_tower)
+    lm_source = trainable_source(language_model, "model.compose.language_model")
+    vt_source = trainable_source(vision_tower, "model.compose.vision_tower")
     extra = {"attn_implementation": attn_implementation} if attn_implementation else {}
     try:
         tokenizer = AutoTokenizer.from_pretrained(lm_source, trust_remote_code=trust_remote_code)

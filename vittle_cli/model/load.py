@@ -19,7 +19,7 @@ from vittle_cli.model.compose import compose_llava
 from vittle_cli.model.device import TORCH_DTYPES
 from vittle_cli.model.prepare import prepare_for_training
 from vittle_cli.model.quantize import quantization_config, quantization_skip_modules
-from vittle_cli.model.reference import checked_model_source
+from vittle_cli.model.reference import trainable_source
 
 if TYPE_CHECKING:
     from vittle_cli.recipe import Recipe
@@ -77,7 +77,7 @@ def _load_pretrained(recipe: Recipe, dtype: torch.dtype, device_map: Any) -> tup
     from transformers import AutoConfig, AutoModelForImageTextToText, AutoProcessor
 
     m, qlora = recipe.model, recipe.train.qlora
-    source = checked_model_source(m.name)
+    source = trainable_source(m.name, "model.name")
     hub = {"revision": m.revision, "trust_remote_code": m.trust_remote_code}
     try:
         config = AutoConfig.from_pretrained(source, **hub)

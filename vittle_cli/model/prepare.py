@@ -33,6 +33,17 @@ def set_trainable(model: nn.Module, *, vision_tower: bool, projector: bool, lang
             param.requires_grad_(wanted[component_of(name)])
 
 
+def set_trainable_as_recipe(model: nn.Module, recipe: Recipe) -> None:
+    """set_trainable with the recipe's model.train_* flags."""
+    m = recipe.model
+    set_trainable(
+        model,
+        vision_tower=m.train_vision_tower,
+        projector=m.train_projector,
+        language_model=m.train_language_model,
+    )
+
+
 def lora_target_modules(model: nn.Module, targets: list[str]) -> list[str]:
     """Full paths of the linear layers LoRA wraps for `targets` (train.lora.targets).
 
@@ -104,13 +115,7 @@ def prepare_for_training(model: nn.Module, recipe: Recipe) -> nn.Module:
 
     if recipe.bottleneck.enabled:
         attach_bottleneck(model, VittleConfig.from_section(recipe.bottleneck))
-    m = recipe.model
-    set_trainable(
-        model,
-        vision_tower=m.train_vision_tower,
-        projector=m.train_projector,
-        language_model=m.train_language_model,
-    )
+    set_trainable_as_recipe(model, recipe)
     if recipe.train.lora.enabled:
         model = apply_lora(model, recipe)
     return model

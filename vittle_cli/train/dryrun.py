@@ -22,11 +22,12 @@ def _skeleton(recipe):
     from transformers import AutoConfig, AutoModelForImageTextToText
 
     from vittle_cli.model.prepare import prepare_for_training
+    from vittle_cli.model.reference import trainable_source
 
     m = recipe.model
     if m.compose is not None:
         raise NotImplementedError("a composed model (model.compose) is only built when training starts")
-    source = processor_source = m.name
+    source = processor_source = trainable_source(m.name, "model.name")
     hub = {"revision": m.revision, "trust_remote_code": m.trust_remote_code}
     config = AutoConfig.from_pretrained(source, **hub)
     with torch.device("meta"):

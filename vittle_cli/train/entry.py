@@ -3,30 +3,9 @@
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass
 
 from vittle_cli.errors import UsageError
-
-
-@dataclass
-class LaunchOptions:
-    """Multi-process options of `vittle train` (all defaults = one process, no launcher)."""
-
-    nproc_per_node: int = 1
-    nnodes: int = 1
-    node_rank: int = 0
-    master_addr: str = "127.0.0.1"
-    master_port: int = 29500
-    launcher: str = "torchrun"
-    hostfile: str | None = None
-
-    @property
-    def world_size(self) -> int:
-        return self.nproc_per_node * self.nnodes
-
-    @property
-    def wants_launch(self) -> bool:
-        return self.world_size > 1 or self.hostfile is not None
+from vittle_cli.launch import LaunchOptions  # noqa: F401  (commands/train.py takes it from here)
 
 
 def child_argv(
@@ -73,7 +52,7 @@ def run_train_command(
     relaunch = False
     command = None
     if launch.wants_launch:
-        from vittle_cli.train.launch import build_launch_command, is_distributed_child
+        from vittle_cli.launch import build_launch_command, is_distributed_child
 
         relaunch = not is_distributed_child()
     if relaunch:
@@ -103,7 +82,7 @@ def run_train_command(
     checkpoint = resolve_resume(run_dir, resume)
     prepare_run_dir(run_dir, overwrite=overwrite, resume=checkpoint is not None, is_main=False)
     if relaunch:
-        from vittle_cli.train.launch import run_launch
+        from vittle_cli.launch import run_launch
 
         return run_launch(command, console=console)
 

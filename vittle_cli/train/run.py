@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vittle_cli.errors import UsageError
+from vittle_cli.layout import FINAL_DIR, LOSS_PLOT, METRICS_FILE, STAGING_DIR
 from vittle_cli.train.plan import WorldInfo
 from vittle_cli.train.rundir import (
-    STAGING_DIR,
     prepare_run_dir,
     resolve_resume,
     run_dir_for,
@@ -235,7 +235,7 @@ def run_train(
                 ),
             )
             if checkpoint is not None:
-                truncate_metrics(run_dir / "metrics.jsonl", _checkpoint_step(checkpoint))
+                truncate_metrics(run_dir / METRICS_FILE, _checkpoint_step(checkpoint))
 
     set_seed(recipe.train.seed)  # the bottleneck's initial weights come from this seed
     model, processor = load_model_for_recipe(recipe)
@@ -244,7 +244,7 @@ def run_train(
         logger.info(report.summary())
 
     progress = RichProgressCallback(console=console)
-    callbacks = [MetricsJsonlCallback(run_dir / "metrics.jsonl"), progress]
+    callbacks = [MetricsJsonlCallback(run_dir / METRICS_FILE), progress]
     if (bottleneck := get_bottleneck(model)) is not None:
         callbacks.insert(0, AlphaCallback(bottleneck.config))
     if "tensorboard" in recipe.output.report_to and (tb := _tensorboard_callback(run_dir)) is not None:
@@ -267,8 +267,8 @@ def run_train(
         if world.is_main:  # a checkpoint interrupted mid-write never got its final name
             shutil.rmtree(run_dir / STAGING_DIR, ignore_errors=True)
         raise
-    if world.is_main and (run_dir / "metrics.jsonl").is_file():
-        plot_metrics(run_dir / "metrics.jsonl", run_dir / "loss.png")
+    if world.is_main and (run_dir / METRICS_FILE).is_file():
+        plot_metrics(run_dir / METRICS_FILE, run_dir / LOSS_PLOT)
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         torch.distributed.barrier()
         # Tear the group down explicitly: left to interpreter exit, gloo's threads are destroyed while
@@ -292,8 +292,8 @@ def _checkpoint_step(checkpoint: Path) -> int:
 
 def _save_final(trainer, run_dir: Path) -> Path:
     """Save the model/adapter + processor + vittle files to final/, via a staging folder (all ranks call)."""
-    staging = run_dir / STAGING_DIR / "final"
-    final = run_dir / "final"
+    staging = run_dir / STAGING_DIR / FINAL_DIR
+    final = run_dir / FINAL_DIR
     trainer.save_model(str(staging))
     trainer.accelerator.wait_for_everyone()
     if trainer.args.should_save:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import platform
-import re
 import shutil
 import sys
 import time
@@ -16,25 +15,13 @@ from pathlib import Path
 
 from vittle_cli.errors import UsageError
 from vittle_cli.fileio import write_text_atomic
-
-CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
-STAGING_DIR = ".staging"  # checkpoints are written here first and renamed into place when complete
+from vittle_cli.layout import RUN_CONFIG, RUN_INFO, STAGING_DIR, list_checkpoints
 
 
 def run_dir_for(output_dir: str, run_name: str | None, recipe_path: str | None) -> Path:
     """output.dir / output.run_name; without a run name, the recipe file's stem (else "run")."""
     name = run_name or (Path(recipe_path).stem if recipe_path else "run")
     return Path(output_dir).expanduser() / name
-
-
-def list_checkpoints(run_dir: Path) -> list[Path]:
-    """Complete checkpoint-N folders of a run, oldest step first."""
-    if not run_dir.is_dir():
-        return []
-    found = [
-        (int(m.group(1)), p) for p in run_dir.iterdir() if p.is_dir() and (m := CHECKPOINT_RE.match(p.name))
-    ]
-    return [p for _, p in sorted(found)]
 
 
 def resolve_resume(run_dir: Path, resume: str | None) -> Path | None:
@@ -46,7 +33,7 @@ def resolve_resume(run_dir: Path, resume: str | None) -> Path | None:
     if resume is None:
         return None
     if resume == "latest":
-        ckpts = list_checkpoints(run_dir)
+        ckpts = [p for _, p in list_checkpoints(run_dir)]
         if not ckpts:
             raise UsageError(
                 f"--resume latest: no checkpoint-N folder in {run_dir}; train without --resume or pass a checkpoint path"
@@ -114,8 +101,8 @@ def run_info(
 
 def write_run_files(run_dir: Path, recipe_yaml: str, info: dict) -> None:
     """Write config.yaml and run_info.json; a resumed run keeps earlier run_info entries in `history`."""
-    write_text_atomic(run_dir / "config.yaml", recipe_yaml)
-    info_path = run_dir / "run_info.json"
+    write_text_atomic(run_dir / RUN_CONFIG, recipe_yaml)
+    info_path = run_dir / RUN_INFO
     if info.get("resumed_from") and info_path.is_file():
         previous = json.loads(info_path.read_text())
         history = previous.pop("history", [])

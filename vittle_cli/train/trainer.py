@@ -27,11 +27,11 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, rotate_checkpoints
 from transformers.utils import logging as hf_logging
 
 from vittle_cli.errors import ModelError
+from vittle_cli.layout import STAGING_DIR
 from vittle_cli.model.attach import BOTTLENECK_ATTR, get_bottleneck
 from vittle_cli.model.checkpoint import load_vittle_weights, save_vittle, strip_vittle_keys
 from vittle_cli.model.loss import vittle_loss
 from vittle_cli.train.metrics import LossMeter
-from vittle_cli.train.rundir import STAGING_DIR
 
 logger = logging.getLogger(__name__)
 

@@ -22,9 +22,8 @@ from PIL import Image
 
 from vittle_cli.data.shift.cache import cached_perturbed_image, default_cache_dir
 from vittle_cli.data.shift.items import EvalItem, ItemSet
-from vittle_cli.data.shift.pope import load_pope
 from vittle_cli.data.shift.registry import derive_seed
-from vittle_cli.data.shift.suite import Suite, Variant
+from vittle_cli.data.shift.suite import PopeFiles, Suite, Variant
 from vittle_cli.data.shift.text import perturb_question
 from vittle_cli.data.shift.visual import perturb_image
 from vittle_cli.errors import UsageError
@@ -68,30 +67,34 @@ def suffix_prompt(suite: Suite) -> PromptFn:
 
 
 def load_suite_data(suite: Suite, *, check_images: bool = True) -> ItemSet:
-    """Load (and validate) the suite's questions and labels.
+    """Load (and validate) the suite's POPE questions and labels, from whichever layout they are in.
 
     Raises:
         UsageError: POPE paths still hold ${placeholders} (names the CLI option that fills them).
-        DataError: missing or malformed files (see load_pope).
+        DataError: no data, missing or malformed files (see data/shift/pope_layout.py).
     """
+    from vittle_cli.data.shift.pope_layout import load_pope_files, no_data_message
+
     if isinstance(suite.data, str):
         from vittle_cli.data.shapes import resolve_builtin_data
 
         d = resolve_builtin_data(suite.data)
-        return load_pope(
-            d.pope_questions, d.pope_labels_dir, d.image_root, suite.splits, check_images=check_images
+        files = PopeFiles(
+            questions=str(d.pope_questions), labels_dir=str(d.pope_labels_dir), image_root=str(d.image_root)
         )
-    todo = suite.placeholders()
-    if todo:
-        opts = " ".join(f"--{v.replace('_', '-')} DIR" for v in todo)
-        raise UsageError(
-            f"suite {suite.name!r} needs the POPE files: pass {opts} (LLaVA layout: "
-            "llava_pope_test.jsonl, coco/coco_pope_<split>.json, val2014/), or --questions FILE "
-            "--labels-dir DIR --image-root DIR"
-        )
-    f = suite.data.pope
-    return load_pope(
-        Path(f.questions), Path(f.labels_dir), Path(f.image_root), suite.splits, check_images=check_images
+    else:
+        files = suite.data.pope
+        todo = files.unfilled()
+        if todo == ["pope_root"]:
+            raise UsageError(no_data_message(suite.name))
+        if todo:
+            raise UsageError(
+                f"suite {suite.name!r} has unfilled placeholders {', '.join(todo)} in its POPE paths: pass "
+                + " ".join(f"--{v.replace('_', '-')} PATH" for v in todo)
+            )
+        files = files.without_unfilled_root()
+    return load_pope_files(
+        files, suite.splits, instruction=suite.prompt_suffix, check_images=check_images, suite_name=suite.name
     )
 
 

@@ -64,7 +64,7 @@ def _load_builtins() -> None:
     global _builtins_loaded
     if not _builtins_loaded:
         _builtins_loaded = True
-        from vittle_cli.data.shift import text, visual  # noqa: F401  (they register on import)
+        from vittle_cli.data.shift import text, translate, visual  # noqa: F401  (they register on import)
 
 
 def list_perturbations(kind: Kind | None = None) -> list[Perturbation]:

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from vittle_cli.errors import UsageError
 
 Group = Literal["clean", "visual", "text", "joint"]
-METRICS = ("accuracy", "precision", "recall", "f1", "yes_ratio", "ambiguous")
+METRICS = ("accuracy", "precision", "recall", "f1", "yes_ratio", "ambiguous", "relative_score")
 DEFAULT_SUFFIX = "\nAnswer the question using a single word or phrase."
 _PLACEHOLDER = re.compile(r"\$\{(\w+)\}")
 
@@ -106,15 +106,45 @@ class Variant(_Strict):
 
 
 class PopeFiles(_Strict):
-    """POPE in LLaVA form: question jsonl, a folder of coco_pope_<split>.json label files, an image root."""
+    """Where POPE is: a root whose layout is detected (LLaVA folder, POPE repository, lmms-lab/POPE
+    parquet / save_to_disk folder / hub id), and/or explicit files, which win over what the root holds."""
 
-    questions: str
-    labels_dir: str
-    image_root: str
+    root: str | None = None
+    layout: Literal["auto", "llava", "pope", "hf"] = "auto"
+    questions: str | None = None
+    labels_dir: str | None = None
+    image_root: str | None = None
+
+    def unfilled(self) -> list[str]:
+        """Placeholders that still matter: a root placeholder does not once explicit files are given."""
+        fields = [self.questions, self.labels_dir, self.image_root]
+        if not (self.questions or self.labels_dir):
+            fields.append(self.root)
+        return sorted({m for s in fields if s for m in _PLACEHOLDER.findall(s)})
+
+    def without_unfilled_root(self) -> PopeFiles:
+        if self.root and _PLACEHOLDER.search(self.root):
+            return self.model_copy(update={"root": None})
+        return self
 
 
 class PopeData(_Strict):
     pope: PopeFiles
+
+
+class OpenEndedFiles(_Strict):
+    """An LLM-judged benchmark (vittle_cli.data.shift.openended): its layout and the files it needs."""
+
+    layout: Literal["lbcoco", "lbwild", "lbwilder", "wvbench"]
+    questions: str
+    rules: str
+    answers: str | None = None
+    context: str | None = None
+    image_root: str | None = None
+
+
+class OpenEndedData(_Strict):
+    openended: OpenEndedFiles
 
 
 class Suite(_Strict):
@@ -128,8 +158,9 @@ class Suite(_Strict):
     task_options: dict[str, Any] = Field(
         default_factory=dict, description="options of the task family (it validates them)"
     )
-    data: str | PopeData | dict[str, Any] = Field(
-        description="'builtin:shapes', {pope: {questions, labels_dir, image_root}}, or the task family's form"
+    data: str | PopeData | OpenEndedData | dict[str, Any] = Field(
+        description="'builtin:shapes', {pope: {root, layout, questions, labels_dir, image_root}}, "
+        "{openended: {layout, ...}}, or the task family's form"
     )
     splits: list[str] = Field(default_factory=lambda: ["adversarial", "popular", "random"])
     prompt_suffix: str = DEFAULT_SUFFIX
@@ -147,6 +178,8 @@ class Suite(_Strict):
             raise ValueError(
                 f"unknown data {self.data!r}; use 'builtin:shapes' or a {{pope: {{...}}}} mapping"
             )
+        if isinstance(self.data, OpenEndedData):
+            return self  # the LLM-judged suites (eval/openended) check their own data
         if isinstance(self.data, dict):
             raise ValueError(
                 "data: the pope task needs 'builtin:shapes' or {pope: {questions, labels_dir, image_root}}"
@@ -177,19 +210,23 @@ class Suite(_Strict):
 
     def placeholders(self) -> list[str]:
         """Names of the `${var}` placeholders still unfilled in the data paths."""
+        if isinstance(self.data, OpenEndedData):
+            values = [v for v in self.data.openended.model_dump().values() if isinstance(v, str)]
+            return sorted({m for s in values for m in _PLACEHOLDER.findall(s)})
         if isinstance(self.data, dict):  # another family's data: its top-level string values
             return sorted(
                 {m for v in self.data.values() if isinstance(v, str) for m in _PLACEHOLDER.findall(v)}
             )
         if not isinstance(self.data, PopeData):
             return []
-        f = self.data.pope
-        return sorted({m for s in (f.questions, f.labels_dir, f.image_root) for m in _PLACEHOLDER.findall(s)})
+        return self.data.pope.unfilled()
 
     def with_data(self, variables: dict[str, str] | None = None, **fields: str | None) -> Suite:
         """A copy with `${var}` placeholders filled from `variables` and POPE fields (questions,
         labels_dir, image_root) replaced where given. Other families' data: `${var}` filled in its
         top-level string values. No-op for builtin data."""
+        if isinstance(self.data, OpenEndedData):
+            return self._with_openended(variables or {})
         if isinstance(self.data, dict):
             data = {k: _fill(v, variables or {}) if isinstance(v, str) else v for k, v in self.data.items()}
             return self.model_copy(update={"data": data})
@@ -202,9 +239,30 @@ class Suite(_Strict):
         values = {**self.data.pope.model_dump(), **given}
         variables = variables or {}
         filled = {
-            k: _PLACEHOLDER.sub(lambda m: variables.get(m.group(1), m.group(0)), v) for k, v in values.items()
+            k: _PLACEHOLDER.sub(lambda m: variables.get(m.group(1), m.group(0)), v)
+            if isinstance(v, str)
+            else v
+            for k, v in values.items()
         }
-        return self.model_copy(update={"data": PopeData(pope=PopeFiles(**filled))})
+        try:
+            files = PopeFiles(**filled)
+        except ValidationError as e:
+            raise UsageError("; ".join(_format_errors(e)).replace("layout:", "--pope-layout:")) from None
+        return self.model_copy(update={"data": PopeData(pope=files)})
+
+    def _with_openended(self, variables: dict[str, str]) -> Suite:
+        def fill(v):
+            if not isinstance(v, str):
+                return v
+            return _PLACEHOLDER.sub(lambda m: variables.get(m.group(1), m.group(0)), v)
+
+        filled = {k: fill(v) for k, v in self.data.openended.model_dump().items()}
+        return self.model_copy(update={"data": OpenEndedData(openended=OpenEndedFiles(**filled))})
+
+    @property
+    def is_openended(self) -> bool:
+        """True for the LLM-judged suites (answers scored by a judge, not by the POPE rule)."""
+        return isinstance(self.data, OpenEndedData)
 
 
 def suites_dir() -> Path:

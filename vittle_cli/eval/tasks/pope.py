@@ -29,9 +29,7 @@ class PopeTask(TaskFamily):
     )
 
     def load(self, suite: Suite, *, check_images: bool = True) -> ItemSet:
-        data = load_suite_data(suite, check_images=check_images)
-        data.items = [it for it in data.items if it.label is not None]  # unlabelled: neither asked nor scored
-        return data
+        return load_suite_data(suite, check_images=check_images)
 
     def score(self, records: Sequence[Mapping], items, resources) -> dict:
         return score_predictions(records)

@@ -1,0 +1,49 @@
+"""Options that several commands take, declared once (same flag, same help, same vocabulary everywhere).
+
+Use as annotations: `device: Device = "auto"`. Values are resolved (auto, dtype spellings) by
+vittle_cli/model/device.py inside the command's run function, not here: parsing stays torch-free.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+Device = Annotated[
+    str,
+    typer.Option("--device", help="torch device: auto (CUDA when present, else CPU), cpu, cuda, cuda:N."),
+]
+Dtype = Annotated[
+    str,
+    typer.Option(
+        "--dtype",
+        help="Weight dtype: auto (bfloat16 on CUDA, else float32), float32 / fp32, bfloat16 / bf16, "
+        "float16 / fp16.",
+    ),
+]
+Base = Annotated[
+    str | None,
+    typer.Option(
+        "--base",
+        help="Base model of a PEFT adapter (default: the one its adapter_config.json names, else the run's "
+        "model.name).",
+    ),
+]
+PopeRoot = Annotated[
+    str | None,
+    typer.Option(
+        "--pope-root",
+        help="POPE data, layout detected: a LLaVA eval folder, the POPE repository's output/coco/, "
+        "lmms-lab/POPE parquet file/folder/save_to_disk folder, or the hub id (fills ${pope_root}).",
+    ),
+]
+BatchSize = Annotated[int, typer.Option("--batch-size", min=1, help="Sequences per forward pass.")]
+ModelRef = Annotated[
+    str | None,
+    typer.Option(
+        "--model",
+        "-m",
+        help="Run dir, model dir, PEFT adapter dir, hub name (org/name) or builtin:tiny-llava.",
+    ),
+]

@@ -1,0 +1,89 @@
+"""Reports of the LLM-judged suites: the terminal table and the relative-score chart."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from vittle_cli.eval.report import GROUP_COLOURS
+from vittle_cli.fileio import save_figure
+
+
+def rp_rows(results: dict) -> list[tuple[str, str, dict]]:
+    """(variant, group, the variant's "all" block) in suite order."""
+    return [
+        (v["name"], v["group"], results["metrics"][v["name"]]["all"])
+        for v in results["variants"]
+        if v["name"] in results["metrics"]
+    ]
+
+
+def _rp(block: dict) -> str:
+    rp = block["relative_score"]
+    if rp["mean"] is None:
+        return "n/a"
+    return f"{rp['mean']:.1f}" + (f" ± {rp['std']:.1f}" if len(rp["runs"]) > 1 else "")
+
+
+def _jsd(entry: dict | None) -> str:
+    if not entry:
+        return ""
+    return "/".join("n/a" if entry.get(m) is None else f"{entry[m]:.4f}" for m in ("visual", "text"))
+
+
+def print_rp_table(results: dict, console=None) -> None:
+    """One row per variant (RP overall and per category, unparseable replies) and one per group mean."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = console or Console()
+    if not console.is_terminal:
+        console = Console(file=console.file, width=max(console.width, 132))
+    first = next(iter(results["metrics"].values()))
+    cats = list(first["categories"])
+    judge = results["judge"]
+    title = f"{results['suite']['name']}: {results['model']} | judge {judge['id']} x{judge['runs']}"
+    table = Table(title=title, title_justify="left")
+    shift = results.get("representation_shift") or {}
+    for col in ("variant", "group", "n", "RP", *cats, "unparseable", "ΔRP", "JSD vis/txt"):
+        table.add_column(col, justify="left" if col in ("variant", "group") else "right", no_wrap=True)
+    drops = results["summary"]["drops"]
+    for name, group, block in rp_rows(results):
+        per_cat = [_rp(results["metrics"][name]["categories"][c]) for c in cats]
+        d = f"{-drops[name]:+.1f}" if name in drops else ""
+        unparsed = f"{block['unparseable']}/{block['judgments']}"
+        table.add_row(name, group, str(block["n"]), _rp(block), *per_cat, unparsed, d, _jsd(shift.get(name)))
+    groups = results["summary"]["groups"]
+    if len(groups) > 1:
+        table.add_section()
+        for group, m in groups.items():
+            d = f"{-m['drop']:+.1f}" if "drop" in m else ""
+            blank = [""] * len(cats)
+            table.add_row(
+                f"mean {group}", "", f"{m['variants']} var.", f"{m['relative_score']:.1f}", *blank, "", d
+            )
+    console.print(table)
+
+
+def plot_rp(results: dict, out_png: Path) -> Path:
+    """Bar chart of the relative score per variant (error bars: spread over judge runs), by group."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = rp_rows(results)
+    means = [b["relative_score"]["mean"] or 0.0 for _, _, b in rows]
+    errs = [b["relative_score"]["std"] or 0.0 for _, _, b in rows]
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.38 * len(rows) + 2), 4.2))
+    xs = range(len(rows))
+    ax.bar(xs, means, yerr=errs, color=[GROUP_COLOURS[g] for _, g, _ in rows], capsize=2)
+    clean = next((m for (_, g, _), m in zip(rows, means, strict=True) if g == "clean"), None)
+    if clean is not None:
+        ax.axhline(clean, color="black", linewidth=0.8, linestyle="--")
+    ax.set_ylabel("relative score (model / reference, %)")
+    ax.set_xticks(list(xs), [n for n, _, _ in rows], rotation=70, ha="right", fontsize=7)
+    handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in GROUP_COLOURS.values()]
+    fig.legend(handles, list(GROUP_COLOURS), ncol=4, fontsize=8, loc="upper right")
+    fig.suptitle(f"{results['suite']['name']}: {results['model']}", fontsize=9, x=0.02, ha="left")
+    fig.tight_layout()
+    return save_figure(fig, out_png)
