@@ -186,7 +186,8 @@ def test_mmstar_scores_are_means_over_l2_categories():
     items.append(item("q3", "math", answer="A", l2_category="statistical reasoning"))
     m = score_closedqa("mmstar", zip(items, ["A", "A", "B", "A"], strict=True))
     assert m["l2_categories"]["geometry"]["accuracy"] == pytest.approx(2 / 3)
-    assert m["category_scores"]["math"] == pytest.approx((2 / 3 + 1) / 2)  # not 3/4
+    assert m["category_scores"]["math"]["score"] == pytest.approx((2 / 3 + 1) / 2)  # not 3/4
+    assert m["category_scores"]["math"]["unparsed"] == 0
     assert m["average"] == pytest.approx((2 / 3 + 1) / 2)
     assert m["all"]["accuracy"] == pytest.approx(3 / 4)
 

@@ -139,7 +139,14 @@ def _mmstar(items, rows) -> dict:
     l2_of: dict[str, set] = {}
     for it in items:
         l2_of.setdefault(it.split, set()).add(it.meta["l2_category"])
-    macro = {c: sum(l2[x]["accuracy"] for x in sorted(xs)) / len(xs) for c, xs in sorted(l2_of.items())}
+    macro = {
+        c: {
+            "n": sum(l2[x]["n"] for x in xs),
+            "score": sum(l2[x]["accuracy"] for x in xs) / len(xs),
+            "unparsed": sum(l2[x]["unparsed"] for x in xs),
+        }
+        for c, xs in sorted(l2_of.items())
+    }
     return {
         "l2_categories": l2,
         "category_scores": macro,
