@@ -87,6 +87,8 @@ def eval_run(
       vittle eval --suite pope-shift --model runs/llava15-vittle-f/final --pope-root playground/data/eval/pope
 
       vittle eval --suite lbcoco-shift --model runs/llava15-vittle-f/final --data-root playground/data/eval/llava-bench-coco --judge gpt-4o
+
+      vittle eval --suite mmmu --model runs/llava15-vittle-f/final --source MMMU/MMMU
     """
     if ctx.invoked_subcommand is not None:
         return
