@@ -9,7 +9,15 @@ BIN := $(VENV)/bin
 # Reinstall only when the dependency list changes.
 STAMP := $(VENV)/.vittle-installed
 
-.PHONY: demo test lint docs
+# The lowest transformers pyproject.toml allows (keep equal to its `transformers>=` floor).
+TRANSFORMERS_FLOOR ?= 5.23.0
+FLOOR_VENV ?= .venv-floor
+# A quick subset that touches every transformers internal vittle relies on: Trainer overrides, attach +
+# gradient checkpointing, loading, checkpoints, a tiny training run, merge.
+FLOOR_TESTS ?= tests/unit/test_train_compat.py tests/unit/test_attach.py tests/unit/test_load.py \
+	tests/unit/test_checkpoint.py tests/integration/test_train_cli.py tests/integration/test_merge.py
+
+.PHONY: demo test test-floor lint docs
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +35,14 @@ demo: $(STAMP)
 # One torch thread per xdist worker: the tiny models gain nothing from more, and workers would fight.
 test: $(STAMP)
 	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -n auto
+
+# The same code against the transformers floor: a second venv that sees the main one's packages (a .pth
+# file) and overrides only transformers and what that version pins (huggingface_hub): ~1 min to install.
+test-floor: $(STAMP)
+	test -x $(FLOOR_VENV)/bin/python || $(BIN)/python -m venv $(FLOOR_VENV)
+	$(BIN)/python -c 'import site; print(site.getsitepackages()[0])' > "$$($(FLOOR_VENV)/bin/python -c 'import site; print(site.getsitepackages()[0])')/vittle-main.pth"
+	$(FLOOR_VENV)/bin/python -m pip install --quiet "transformers==$(TRANSFORMERS_FLOOR)"
+	PYTHONPATH=$(CURDIR) OMP_NUM_THREADS=1 $(FLOOR_VENV)/bin/python -m pytest -q -n 2 $(FLOOR_TESTS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check vittle_cli tests

@@ -23,6 +23,7 @@ class ChatServer:
         self.default = default
         self.requests: list[dict] = []
         self.headers: list[dict] = []
+        self.paths: list[str] = []
         self._lock = threading.Lock()
 
     @property
@@ -41,6 +42,7 @@ class ChatServer:
                 with server._lock:
                     server.requests.append(body)
                     server.headers.append({k.lower(): v for k, v in self.headers.items()})
+                    server.paths.append(self.path)
                     step = server.script.pop(0) if server.script else server.default
                 user = body["messages"][-1]["content"]
                 if isinstance(step, int):

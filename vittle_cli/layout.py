@@ -15,6 +15,8 @@ from pathlib import Path
 RUN_CONFIG = "config.yaml"
 RUN_INFO = "run_info.json"
 METRICS_FILE = "metrics.jsonl"
+# metrics.jsonl fields written on CUDA only: peak GPU memory (GiB) of each logging window, max over ranks
+MEMORY_FIELDS = ("max_mem_allocated_gib", "max_mem_reserved_gib")
 LOSS_PLOT = "loss.png"
 FINAL_DIR = "final"
 STAGING_DIR = ".staging"  # checkpoints are written here first and renamed into place when complete

@@ -115,11 +115,12 @@ def _consolidate_zero(folder: Path, base: str | None, recipe: dict):
     """
     import torch
     from deepspeed.utils.zero_to_fp32 import get_fp32_state_dict_from_zero_checkpoint
-    from transformers import AutoConfig, AutoModelForImageTextToText, AutoProcessor
+    from transformers import AutoConfig, AutoModelForImageTextToText
 
     from vittle_cli.model.attach import attach_bottleneck
     from vittle_cli.model.bottleneck import VittleConfig
     from vittle_cli.model.builtin import resolve_model_source
+    from vittle_cli.model.families import load_processor
 
     state = get_fp32_state_dict_from_zero_checkpoint(str(folder))
     if any(".lora_" in k for k in state):
@@ -148,7 +149,7 @@ def _consolidate_zero(folder: Path, base: str | None, recipe: dict):
             f"the consolidated ZeRO state of {folder} does not fit {type(model).__name__} "
             f"(missing {missing[:3]}, unexpected {unexpected[:3]}); pass the run's base with --base"
         )
-    processor = AutoProcessor.from_pretrained(str(folder) if has_processor else base_name)
+    processor = load_processor(str(folder) if has_processor else base_name)
     return model, processor
 
 
@@ -173,7 +174,7 @@ def _probe_inputs(processor):
 
     grid = np.indices((64, 64)).sum(axis=0) % 256
     image = Image.fromarray(np.stack([grid, grid[::-1], 255 - grid], axis=-1).astype("uint8"))
-    from vittle_cli.data.prompt import render_query_prompt
+    from vittle_cli.model.prompt import render_query_prompt
 
     prompt = render_query_prompt(processor, "Describe the image.", has_image=True)
     return processor(images=[image], text=[prompt], return_tensors="pt")

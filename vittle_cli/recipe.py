@@ -24,6 +24,10 @@ SCHEDULERS = (
     "inverse_sqrt", "reduce_lr_on_plateau", "cosine_with_min_lr", "cosine_warmup_with_min_lr",
     "warmup_stable_decay",
 )  # fmt: skip
+# Optimizers a recipe may name (transformers OptimizerNames values); the 8-bit and paged ones need bitsandbytes.
+OPTIMIZERS = (
+    "adamw_torch", "adamw_torch_fused", "adamw_8bit", "paged_adamw_8bit", "paged_adamw_32bit", "adafactor", "sgd",
+)  # fmt: skip
 
 
 class _Section(BaseModel):
@@ -189,6 +193,15 @@ class TrainSection(_Section):
         default=None, description="DeepSpeed preset (zero2, zero3, zero3_offload) or a DeepSpeed JSON path."
     )
     logging_steps: int = Field(default=10, ge=1, description="Log loss, KL terms and alpha every N steps.")
+    optimizer: str = Field(
+        default="adamw_torch",
+        description="Optimizer: adamw_torch, adamw_torch_fused, adamw_8bit, paged_adamw_8bit, paged_adamw_32bit, "
+        "adafactor or sgd (8-bit/paged ones need bitsandbytes).",
+    )
+    torch_compile: bool = Field(default=False, description="Compile the model with torch.compile.")
+    liger_kernels: bool = Field(
+        default=False, description="Use Liger's fused Triton kernels (needs the liger-kernel package, CUDA)."
+    )
     lora: LoraSection = Field(default_factory=LoraSection, description="LoRA settings.")
     qlora: QLoraSection = Field(default_factory=QLoraSection, description="QLoRA settings.")
 
@@ -198,6 +211,15 @@ class TrainSection(_Section):
         if value not in SCHEDULERS:
             raise ValueError(
                 f"unknown scheduler {value!r}{did_you_mean(value, SCHEDULERS)}; use one of {', '.join(SCHEDULERS)}"
+            )
+        return value
+
+    @field_validator("optimizer")
+    @classmethod
+    def _known_optimizer(cls, value: str) -> str:
+        if value not in OPTIMIZERS:
+            raise ValueError(
+                f"unknown optimizer {value!r}{did_you_mean(value, OPTIMIZERS)}; use one of {', '.join(OPTIMIZERS)}"
             )
         return value
 

@@ -70,8 +70,8 @@ def test_lbcoco_shift_with_api_judge_then_rerun_makes_no_request(tmp_path, monke
     }
     clean = results["metrics"]["clean"]
     assert clean["all"]["unparseable"] == 3  # question 23, once per run, counted and left out
-    assert clean["all"]["relative_score"]["mean"] == pytest.approx(75.0)  # 100 * 6 / 8
-    assert clean["categories"]["complex"]["relative_score"]["mean"] == pytest.approx(75.0)
+    assert clean["all"]["relative_score"] == pytest.approx(0.75)  # RP 75.0 = 100 * 6 / 8
+    assert clean["splits"]["complex"]["relative_score"] == pytest.approx(0.75)
     assert set(results["summary"]["groups"]) == {"clean", "visual", "text", "joint"}
     preds = [json.loads(row) for row in (out / "predictions.jsonl").read_text().splitlines()]
     de = [p for p in preds if p["variant"] == "translate_de"]
@@ -170,7 +170,7 @@ def test_lbwild_with_a_tiny_local_hf_judge(tmp_path, capsys):
     block = results["metrics"]["clean"]["all"]
     assert block["judgments"] == 4 and block["n"] == 4
     # a random tiny LM does not write "s1 s2": every reply is counted as unparseable, no score is invented
-    assert block["unparseable"] == 4 and block["relative_score"]["mean"] is None
+    assert block["unparseable"] == 4 and block["relative_score"] is None
     assert len((out / "judgments.jsonl").read_text().splitlines()) == 4
     assert "n/a" in capsys.readouterr().err
 

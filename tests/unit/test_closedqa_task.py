@@ -11,10 +11,10 @@ import yaml
 from rich.console import Console
 
 from tests.cli_runner import run_cli
-from vittle_cli.data.prompt import IMAGE_SLOT
 from vittle_cli.data.shift.suite import load_suite, suites_dir
 from vittle_cli.eval.generate import GenerationRequest, render_prompt
 from vittle_cli.eval.runner import run_eval
+from vittle_cli.model.prompt import IMAGE_SLOT
 
 FIX = Path(__file__).parents[1] / "fixtures" / "closedqa"
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import statistics
 from pathlib import Path
 
 import pytest
@@ -116,25 +117,30 @@ def test_score_variant_runs_spread_categories_and_unparseable():
         ("conv", [(10, 5), (10, 7), None]),
         ("detail", [(8, 8), (8, 4), (8, 6)]),
     ]
-    s = score_variant(rows, runs=3)
-    rp = s["all"]["relative_score"]
-    run0, run1, run2 = 100 * 6.5 / 9, 100 * 5.5 / 9, 100 * 6 / 8
-    assert rp["runs"] == pytest.approx([run0, run1, run2])
-    assert rp["mean"] == pytest.approx((run0 + run1 + run2) / 3)
-    assert rp["std"] > 0 and rp["min"] == pytest.approx(run1)
-    assert s["all"]["unparseable"] == 1 and s["all"]["judgments"] == 6
-    assert s["categories"]["conv"]["relative_score"]["runs"] == pytest.approx([50.0, 70.0])
-    assert s["categories"]["detail"]["n"] == 1
+    s = score_variant(rows, runs=3)["all"]
+    run0, run1, run2 = 6.5 / 9, 5.5 / 9, 6 / 8  # RP / 100 of each run
+    assert s["relative_score_runs"] == pytest.approx([run0, run1, run2])
+    assert s["relative_score"] == pytest.approx((run0 + run1 + run2) / 3)
+    assert s["relative_score_std"] == pytest.approx(statistics.stdev([run0, run1, run2]))
+    assert s["unparseable"] == 1 and s["judgments"] == 6 and s["n"] == 2
+    assert s["reference_score"] == pytest.approx((10 + 10 + 8 + 8 + 8) / 5)
+    split = score_variant(rows, runs=3)["splits"]
+    assert split["conv"]["relative_score_runs"] == pytest.approx([0.5, 0.7])
+    assert split["detail"]["n"] == 1
 
 
 def test_summarise_rp_groups_and_drops():
     def v(x):
-        return {"all": {"relative_score": {"mean": x}}}
+        return {"all": {"relative_score": x}}
 
-    per = {"clean": v(80.0), "a": v(70.0), "b": v(60.0), "t": v(75.0)}
-    s = summarise_rp(per, {"clean": "clean", "a": "visual", "b": "visual", "t": "text"})
-    assert s["groups"]["visual"]["relative_score"] == 65.0 and s["groups"]["visual"]["drop"] == 15.0
-    assert s["drops"] == {"a": 10.0, "b": 20.0, "t": 5.0}
+    per = {"clean": v(0.80), "a": v(0.70), "b": v(0.60), "t": v(0.75), "lost": v(None)}
+    s = summarise_rp(per, {"clean": "clean", "a": "visual", "b": "visual", "t": "text", "lost": "joint"})
+    assert s["groups"]["visual"]["relative_score"] == pytest.approx(0.65)
+    assert s["groups"]["visual"]["drop_relative_score"] == pytest.approx(0.15)
+    assert s["drops"] == {
+        k: {"relative_score": pytest.approx(d)} for k, d in {"a": 0.1, "b": 0.2, "t": 0.05}.items()
+    }
+    assert "joint" not in s["groups"]  # a variant without any readable judgment has no score to average
 
 
 class _Scripted:

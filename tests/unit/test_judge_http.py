@@ -67,3 +67,18 @@ def test_openai_default_url_needs_a_key(monkeypatch):
     assert make_judge("hf:some/model").id == "hf:some/model"
     with pytest.raises(UsageError, match="--judge-url"):
         make_judge("azure:gpt-4o")
+
+
+def test_azure_deployment_through_the_same_client(monkeypatch):
+    monkeypatch.setenv("VITTLE_TEST_JUDGE_KEY", KEY)
+    with ChatServer(default="9 8\nok") as server:
+        base = server.url.removesuffix("/v1")
+        opts = JudgeOptions(
+            url=base, key_env="VITTLE_TEST_JUDGE_KEY", max_retries=0, api_version="2024-10-21"
+        )
+        judge = make_judge("azure:gpt-4o-deploy", opts)
+        assert _ask(judge, ["p"]) == ["9 8\nok"]
+    assert server.paths[0].startswith(
+        "/openai/deployments/gpt-4o-deploy/chat/completions?api-version=2024-10-21"
+    )
+    assert server.headers[0]["api-key"] == KEY and judge.id == f"azure:gpt-4o-deploy@{base}"

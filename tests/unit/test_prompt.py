@@ -1,4 +1,4 @@
-"""data/prompt.py: the one query prompt, pinned per chat-template family by a golden snapshot."""
+"""model/prompt.py: the one query prompt, pinned per chat-template family by a golden snapshot."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from vittle_cli.data.prompt import query_messages, render_query_prompt
+from vittle_cli.model.prompt import query_messages, render_query_prompt
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden" / "prompts.json"
 QUESTION = "Is there a red circle in the image?\nAnswer the question using a single word or phrase."

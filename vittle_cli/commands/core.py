@@ -107,6 +107,11 @@ def env() -> None:
     width = max(len(name) for name, _ in rows)
     for name, value in rows:
         typer.echo(f"{name:<{width}}  {value}")
+    from vittle_cli.model.families import support_rows  # no torch: a plain list
+
+    typer.echo("\nsupported model families (each tested end to end with its published files):")
+    for name, value in support_rows():
+        typer.echo(f"  {name}: {value}")
 
 
 def inspect_recipe(

@@ -15,6 +15,7 @@ eval_app = typer.Typer(
 )
 
 
+# long: one parameter per command-line option (typer declares options as parameters).
 @eval_app.callback()
 def eval_run(
     ctx: typer.Context,

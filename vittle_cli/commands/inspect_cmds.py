@@ -7,9 +7,15 @@ from pathlib import Path
 
 import typer
 
-from vittle_cli.commands.options import Base, BatchSize, Device, Dtype, PopeRoot
-
-_MODEL_HELP = "Run dir, checkpoint, merged/HF model dir, PEFT adapter dir, hub name or builtin:tiny-llava."
+from vittle_cli.commands.options import (
+    MODEL_HELP,
+    Base,
+    BatchSize,
+    Device,
+    Dtype,
+    PopeRoot,
+    RequiredModelRef,
+)
 
 
 def _console():
@@ -28,7 +34,7 @@ def _data_vars(pope_root: Path | None, data_root: Path | None = None) -> dict[st
 
 
 def inspect_embeddings(
-    model: str = typer.Option(..., "--model", "-m", help=_MODEL_HELP),
+    model: RequiredModelRef,
     suite: str = typer.Option(
         ..., "--suite", "-s", help="Suite name (vittle eval --list-suites) or a suite .yaml."
     ),
@@ -91,7 +97,7 @@ def inspect_embeddings(
 
 
 def inspect_bottleneck(
-    model: str = typer.Option(..., "--model", "-m", help=_MODEL_HELP),
+    model: RequiredModelRef,
     suite: str = typer.Option(
         None, "--suite", "-s", help="Suite whose clean questions to use (default: shapes)."
     ),
@@ -132,7 +138,7 @@ def inspect_bottleneck(
 
 
 def inspect_model(
-    model: str = typer.Argument(None, help=_MODEL_HELP),
+    model: str = typer.Argument(None, help=MODEL_HELP),
     model_opt: str = typer.Option(None, "--model", "-m", help="Same as the argument."),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON instead of tables."),
 ) -> None:

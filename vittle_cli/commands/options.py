@@ -39,11 +39,9 @@ PopeRoot = Annotated[
     ),
 ]
 BatchSize = Annotated[int, typer.Option("--batch-size", min=1, help="Sequences per forward pass.")]
-ModelRef = Annotated[
-    str | None,
-    typer.Option(
-        "--model",
-        "-m",
-        help="Run dir, model dir, PEFT adapter dir, hub name (org/name) or builtin:tiny-llava.",
-    ),
-]
+MODEL_HELP = (
+    "Run dir, checkpoint-N or model dir, PEFT adapter dir, hub name (org/name) or builtin:tiny-llava."
+)
+ModelRef = Annotated[str | None, typer.Option("--model", "-m", help=MODEL_HELP)]
+# The same option where a command cannot run without it (declare the parameter without a default).
+RequiredModelRef = Annotated[str, typer.Option("--model", "-m", help=MODEL_HELP)]

@@ -111,20 +111,9 @@ def compare_table(docs: list[dict], metric: str = "f1") -> tuple[list[str], list
     for d in docs:
         names += [n for n, _, _, _ in variant_rows(d) if n not in names]
     values = [
-        [(_ratio(d, d["metrics"][n]["all"].get(metric)) if n in d["metrics"] else None) for n in names]
-        for d in docs
+        [(d["metrics"][n]["all"].get(metric) if n in d["metrics"] else None) for n in names] for d in docs
     ]
     return names, values
-
-
-def _ratio(doc: dict, value) -> float | None:
-    """A metric as a fraction: the open-ended suites' relative score is in percent ({mean, std, ...}
-    per variant, a number for group means)."""
-    if task_info(doc)["name"] != "openended":
-        return value
-    if isinstance(value, dict):
-        value = value.get("mean")
-    return None if value is None else value / 100.0
 
 
 def run_compare(
@@ -161,9 +150,7 @@ def run_compare(
     labels = column_labels(docs)
     names, values = compare_table(docs, metric)
     group_names = [g for g in GROUPS if any(g in d["summary"]["groups"] for d in docs)]
-    group_values = [
-        [_ratio(d, d["summary"]["groups"].get(g, {}).get(metric)) for g in group_names] for d in docs
-    ]
+    group_values = [[d["summary"]["groups"].get(g, {}).get(metric) for g in group_names] for d in docs]
     (console or Console()).print(_table(labels, names, values, group_names, group_values, metric, shared))
     doc = {
         "metric": metric,

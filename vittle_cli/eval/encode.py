@@ -11,8 +11,8 @@ from dataclasses import dataclass
 import torch
 from PIL import Image
 
-from vittle_cli.data.prompt import render_query_prompt
 from vittle_cli.errors import UsageError
+from vittle_cli.model.prompt import render_query_prompt
 
 # Tensors from the processor that are not image inputs of the prefix forward.
 _TEXT_KEYS = ("input_ids", "attention_mask", "token_type_ids", "mm_token_type_ids")

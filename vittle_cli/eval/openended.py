@@ -11,6 +11,7 @@ The judge sees the clean question for every variant, as the reference protocol h
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -18,6 +19,15 @@ from pathlib import Path
 from vittle_cli.errors import UsageError
 from vittle_cli.fileio import write_json
 
+# What results.json says about how its metrics read (the shape the POPE family's results use too).
+TASK_INFO = {
+    "name": "openended",
+    "metric_keys": ["relative_score", "relative_score_std", "unparseable", "judgments", "n"],
+    "primary_metric": "relative_score",
+    "secondary_metric": None,
+    "columns": [["RP", "relative_score", True], ["unparseable", "unparseable", False]],
+    "options": {},
+}
 JUDGMENTS_NOTE = (
     "judge prompt: LLaVA eval_gpt_review_visual.py / _bench.py layout ([Context] / [Question] / "
     "[Assistant 1] = reference / [Assistant 2] = model / [System] = rule.json entry); the judge never sees "
@@ -66,22 +76,13 @@ def run_openended_eval(
     from vittle_cli.eval.predictions import PredictionCache
     from vittle_cli.eval.runner import RESULTS, _fingerprint
 
-    if judge is None and not judge_spec:
-        raise UsageError(
-            f"suite {suite.name!r} is scored by an LLM judge: pass --judge MODEL (e.g. gpt-4o with "
-            "$OPENAI_API_KEY, --judge-url for a local vLLM/SGLang/Ollama server) or --judge hf:NAME_OR_PATH"
-        )
-    if judge_runs is not None and judge_runs < 1:
-        raise UsageError(f"--judge-runs must be at least 1 (got {judge_runs})")
+    _check_options(suite, out / RESULTS, judge is not None or bool(judge_spec), judge_runs, overwrite)
     max_new_tokens = max_new_tokens or suite.max_new_tokens
-    if (out / RESULTS).is_file() and not overwrite:
-        raise UsageError(
-            f"{out / RESULTS} exists (a finished eval); pass --overwrite to redo it "
-            "(cached answers and judgments are reused) or choose another --out"
-        )
     data = load_openended_suite(suite)  # validates every file before any model or judge work
     items = limit_items(data.items, limit)
-    judge = judge or make_judge(judge_spec, judge_options or JudgeOptions(device=device))
+    # a local judge runs where the model does (`device` is resolved, never "auto")
+    options = dataclasses.replace(judge_options or JudgeOptions(), device=device)
+    judge = judge or make_judge(judge_spec, options)
     runs = judge_runs or judge.default_runs
     started = time.time()
     translated = translate_questions(suite, items, judge, console)
@@ -103,8 +104,27 @@ def run_openended_eval(
         limit=limit, max_new_tokens=max_new_tokens, seconds=time.time() - started,
         computed=computed, requests={"translations": translated, "judgments": requests}, shift=shift,
     )  # fmt: skip
+    results.update(device=device, dtype=dtype)  # what this invocation ran on (auto resolved)
     write_outputs(results, out, [cache.path, judgments.path], console)
     return results
+
+
+def _check_options(
+    suite, results_file: Path, has_judge: bool, judge_runs: int | None, overwrite: bool
+) -> None:
+    """Refuse a run without a judge, bad --judge-runs, or a finished results.json (without --overwrite)."""
+    if not has_judge:
+        raise UsageError(
+            f"suite {suite.name!r} is scored by an LLM judge: pass --judge MODEL (e.g. gpt-4o with "
+            "$OPENAI_API_KEY, --judge-url for a local vLLM/SGLang/Ollama server) or --judge hf:NAME_OR_PATH"
+        )
+    if judge_runs is not None and judge_runs < 1:
+        raise UsageError(f"--judge-runs must be at least 1 (got {judge_runs})")
+    if results_file.is_file() and not overwrite:
+        raise UsageError(
+            f"{results_file} exists (a finished eval); pass --overwrite to redo it "
+            "(cached answers and judgments are reused) or choose another --out"
+        )
 
 
 def write_outputs(results: dict, out: Path, caches: list[Path], console) -> None:
@@ -241,7 +261,7 @@ def assemble_results(suite, model, data, items, jobs, judge_id, runs, judgments,
     return {
         "suite": {"name": suite.name, "description": suite.description, "seed": suite.seed,
                   "data": suite.model_dump(mode="json")["data"]},
-        "task": "openended",
+        "task": TASK_INFO,
         "model": str(model),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "versions": versions(),

@@ -18,10 +18,11 @@ def rp_rows(results: dict) -> list[tuple[str, str, dict]]:
 
 
 def _rp(block: dict) -> str:
-    rp = block["relative_score"]
-    if rp["mean"] is None:
+    """RP x100 with the spread over judge runs."""
+    if block["relative_score"] is None:
         return "n/a"
-    return f"{rp['mean']:.1f}" + (f" ± {rp['std']:.1f}" if len(rp["runs"]) > 1 else "")
+    spread = f" ± {block['relative_score_std'] * 100:.1f}" if len(block["relative_score_runs"]) > 1 else ""
+    return f"{block['relative_score'] * 100:.1f}{spread}"
 
 
 def _jsd(entry: dict | None) -> str:
@@ -39,7 +40,7 @@ def print_rp_table(results: dict, console=None) -> None:
     if not console.is_terminal:
         console = Console(file=console.file, width=max(console.width, 132))
     first = next(iter(results["metrics"].values()))
-    cats = list(first["categories"])
+    cats = list(first["splits"])
     judge = results["judge"]
     title = f"{results['suite']['name']}: {results['model']} | judge {judge['id']} x{judge['runs']}"
     table = Table(title=title, title_justify="left")
@@ -48,8 +49,8 @@ def print_rp_table(results: dict, console=None) -> None:
         table.add_column(col, justify="left" if col in ("variant", "group") else "right", no_wrap=True)
     drops = results["summary"]["drops"]
     for name, group, block in rp_rows(results):
-        per_cat = [_rp(results["metrics"][name]["categories"][c]) for c in cats]
-        d = f"{-drops[name]:+.1f}" if name in drops else ""
+        per_cat = [_rp(results["metrics"][name]["splits"][c]) for c in cats]
+        d = f"{-drops[name]['relative_score'] * 100:+.1f}" if name in drops else ""
         unparsed = f"{block['unparseable']}/{block['judgments']}"
         table.add_row(name, group, str(block["n"]), _rp(block), *per_cat, unparsed, d, _jsd(shift.get(name)))
     groups = results["summary"]["groups"]
@@ -72,8 +73,8 @@ def plot_rp(results: dict, out_png: Path) -> Path:
     import matplotlib.pyplot as plt
 
     rows = rp_rows(results)
-    means = [b["relative_score"]["mean"] or 0.0 for _, _, b in rows]
-    errs = [b["relative_score"]["std"] or 0.0 for _, _, b in rows]
+    means = [(b["relative_score"] or 0.0) * 100 for _, _, b in rows]
+    errs = [(b["relative_score_std"] or 0.0) * 100 for _, _, b in rows]
     fig, ax = plt.subplots(figsize=(max(6.0, 0.38 * len(rows) + 2), 4.2))
     xs = range(len(rows))
     ax.bar(xs, means, yerr=errs, color=[GROUP_COLOURS[g] for _, g, _ in rows], capsize=2)

@@ -48,21 +48,9 @@ _POPE_TASK = {
 }
 
 
-# the LLM-judged suites (eval/openended.py) name their task with a string and score a relative score
-_OPENENDED_TASK = {
-    "name": "openended",
-    "metric_keys": ["relative_score"],
-    "primary_metric": "relative_score",
-    "secondary_metric": None,
-    "columns": [["RP", "relative_score", False]],
-}
-
-
 def task_info(results: dict) -> dict:
     """The results' task section: family name, metric keys, primary metric and table columns."""
     task = results.get("task")
-    if task == "openended":
-        return _OPENENDED_TASK
     return task if isinstance(task, dict) else _POPE_TASK
 
 

@@ -88,6 +88,7 @@ def prepare_suite(suite: str | Suite, data_vars=None, pope_files=None) -> tuple[
     return suite, task
 
 
+# long: the public entry point; its keyword options mirror `vittle eval`'s flags one per line.
 def run_eval(
     suite: str | Suite,
     model: str,
@@ -152,25 +153,11 @@ def run_eval(
         from vittle_cli.eval.openended import run_openended_eval
 
         return run_openended_eval(
-            suite,
-            model,
-            out=out,
-            judge_spec=judge,
-            judge_runs=judge_runs,
-            judge_options=judge_options,
-            judge=judge_backend,
-            batch_size=batch_size,
-            limit=limit,
-            device=device,
-            dtype=dtype,
-            max_new_tokens=max_new_tokens,
-            overwrite=overwrite,
-            base=base,
-            cache_dir=cache_dir,
-            generate=generate,
-            load_model=load_model,
-            console=console,
-        )
+            suite, model, out=out, judge_spec=judge, judge_runs=judge_runs, judge_options=judge_options,
+            judge=judge_backend, batch_size=batch_size, limit=limit, device=device, dtype=dtype,
+            max_new_tokens=max_new_tokens, overwrite=overwrite, base=base, cache_dir=cache_dir,
+            generate=generate, load_model=load_model, console=console,
+        )  # fmt: skip
     data = task.load(suite)  # validates every file before any model work
     items = limit_items(data.items, limit)
     fingerprint = _fingerprint(suite, model, max_new_tokens, base, dtype)

@@ -120,6 +120,43 @@ def _queries(suite, variant, limit: int | None, data) -> list[Query]:
     return [Query(q.question_id, q.image, q.text) for q in qs]
 
 
+def _encode_variants(models, the_suite, all_variants, limit, batch_size, show_progress):
+    """Pooled states of every (model, variant), keyed "<tag>/<variant>/<modality>/<stage>", and the clean
+    variant's question ids (every variant must yield the same questions in the same order)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from vittle_cli.model.capture import pooled_states
+
+    data = _load_data(the_suite)
+    arrays: dict[str, np.ndarray] = {}
+    question_ids: list[str] = []
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+        disable=not show_progress, transient=True,
+    ) as progress:  # fmt: skip
+        task = progress.add_task("encoding", total=None)
+        for vi, variant in enumerate(all_variants):
+            queries = _queries(the_suite, variant, limit, data)
+            ids = [q.question_id for q in queries]
+            if vi == 0:
+                question_ids = ids
+                progress.update(task, total=len(ids) * len(all_variants) * len(models))
+            elif ids != question_ids:  # pairing is by question: the order must be the clean one
+                raise UsageError(
+                    f"variant {variant.name} yields other questions than clean; check the suite data"
+                )
+            for m in models:
+                progress.update(task, description=f"{m['tag']}: {variant.name}")
+                pooled = pooled_states(
+                    m["model"], m["processor"], queries, m["layers"], m["active"], batch_size,
+                    on_batch=lambda k: progress.advance(task, k),
+                )  # fmt: skip
+                for (modality, stage), rows in pooled.items():
+                    arrays[f"{m['tag']}/{variant.name}/{modality}/{stage}"] = rows
+
+    return arrays, question_ids
+
+
 def run_inspect_embeddings(
     model: str,
     suite: str,
@@ -147,10 +184,7 @@ def run_inspect_embeddings(
         UsageError: --out already holds results (without overwrite), unknown suite or variant names.
         ModelError: a model that cannot be loaded or has no place for the analysis.
     """
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
     from vittle_cli.data.shift import load_suite
-    from vittle_cli.model.capture import pooled_states
 
     the_suite = load_suite(suite)
     if data_vars:
@@ -171,33 +205,8 @@ def run_inspect_embeddings(
         raise UsageError(f"{out_dir} already holds an embeddings analysis; pass --overwrite or another --out")
 
     models = _load_models(model, compare, base, dtype, device, layer)
-    data = _load_data(the_suite)
-    arrays: dict[str, np.ndarray] = {}
-    question_ids: list[str] = []
     all_variants = [clean_variant, *chosen]
-    with Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-        disable=not show_progress, transient=True,
-    ) as progress:  # fmt: skip
-        task = progress.add_task("encoding", total=None)
-        for vi, variant in enumerate(all_variants):
-            queries = _queries(the_suite, variant, limit, data)
-            ids = [q.question_id for q in queries]
-            if vi == 0:
-                question_ids = ids
-                progress.update(task, total=len(ids) * len(all_variants) * len(models))
-            elif ids != question_ids:  # pairing is by question: the order must be the clean one
-                raise UsageError(
-                    f"variant {variant.name} yields other questions than clean; check the suite data"
-                )
-            for m in models:
-                progress.update(task, description=f"{m['tag']}: {variant.name}")
-                pooled = pooled_states(
-                    m["model"], m["processor"], queries, m["layers"], m["active"], batch_size,
-                    on_batch=lambda k: progress.advance(task, k),
-                )  # fmt: skip
-                for (modality, stage), rows in pooled.items():
-                    arrays[f"{m['tag']}/{variant.name}/{modality}/{stage}"] = rows
+    arrays, question_ids = _encode_variants(models, the_suite, all_variants, limit, batch_size, show_progress)
 
     report = EmbeddingsReport(
         out=str(out_dir),

@@ -40,6 +40,7 @@ class RunReport:
     last_metrics: dict | None = None
     n_metric_rows: int = 0
     loss_png: str | None = None
+    peak_memory_gib: dict | None = None  # max over the run of each MEMORY_FIELDS value; None if not measured
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -128,10 +129,21 @@ def run_inspect_run(run: str, out: str | None = None) -> RunReport:
         report.n_metric_rows = len(rows)
         with_loss = [r for r in rows if r.get("loss") is not None]
         report.last_metrics = (with_loss or rows or [None])[-1]
+        report.peak_memory_gib = peak_memory(rows)
         if rows:
             png = Path(out).expanduser() / LOSS_PLOT if out else run_dir / "inspect" / LOSS_PLOT
             report.loss_png = str(plot_metrics(metrics, png))
     return report
+
+
+def peak_memory(rows: list[dict]) -> dict | None:
+    """The run's peak allocated / reserved GPU memory (GiB) over all metrics rows; None when never measured."""
+    peaks = {
+        key: max(values)
+        for key in layout.MEMORY_FIELDS
+        if (values := [r[key] for r in rows if isinstance(r.get(key), (int, float))])
+    }
+    return peaks or None
 
 
 def render_run_report(report: RunReport, console) -> None:
@@ -174,6 +186,10 @@ def render_run_report(report: RunReport, console) -> None:
         console.print(last)
     else:
         console.print("no metrics.jsonl rows yet")
+    if report.peak_memory_gib:
+        allocated = report.peak_memory_gib.get("max_mem_allocated_gib")
+        reserved = report.peak_memory_gib.get("max_mem_reserved_gib")
+        console.print(f"peak GPU memory per device: {allocated} GiB allocated, {reserved} GiB reserved")
     if report.loss_png:
         console.print(f"loss curve: {report.loss_png}")
 

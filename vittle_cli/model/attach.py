@@ -18,13 +18,12 @@ from torch import Tensor, nn
 
 from vittle_cli.errors import ModelError
 from vittle_cli.model.bottleneck import VittleBottleneck, VittleConfig
+from vittle_cli.model.families import decoder_of, supported_names
 
 BOTTLENECK_ATTR = "vittle_bottleneck"
 _STATE_ATTR = "_vittle_attachment"
-SUPPORTED_FAMILIES = (
-    "LLaVA-1.5 (LlavaForConditionalGeneration), LLaVA-NeXT, LLaVA-OneVision, Qwen2-VL, Qwen2.5-VL "
-    "(any model whose inner `model` has `language_model.layers` and whose config has an image token id)"
-)
+# The tested families (vittle_cli/model/families.py).
+SUPPORTED_FAMILIES = supported_names()
 _TOKEN_ID_FIELDS = ("image_token_id", "image_token_index", "video_token_id", "video_token_index")
 _WRAPPER_TYPES = ("DeepSpeedEngine", "DistributedDataParallel", "DataParallel", "FullyShardedDataParallel")
 
@@ -51,10 +50,10 @@ def unwrap_model(model: nn.Module) -> nn.Module:
 
 def _multimodal_model(model: nn.Module) -> nn.Module:
     inner = getattr(unwrap_model(model), "model", None)
-    if not isinstance(inner, nn.Module) or not isinstance(getattr(inner, "language_model", None), nn.Module):
+    if not isinstance(inner, nn.Module) or not isinstance(decoder_of(inner), nn.Module):
         raise ModelError(
             f"cannot place the Vittle bottleneck in {type(unwrap_model(model)).__name__}: no multimodal "
-            f"`model.language_model` found; supported: {SUPPORTED_FAMILIES}"
+            f"decoder (`model.language_model`) found; supported: {SUPPORTED_FAMILIES}"
         )
     return inner
 
@@ -65,7 +64,7 @@ def find_decoder_layers(model: nn.Module) -> nn.ModuleList:
     Raises:
         ModelError: an architecture vittle cannot place, naming the supported families.
     """
-    layers = getattr(_multimodal_model(model).language_model, "layers", None)
+    layers = getattr(decoder_of(_multimodal_model(model)), "layers", None)
     if not isinstance(layers, nn.ModuleList) or len(layers) == 0:
         raise ModelError(
             f"cannot find the decoder layers of {type(unwrap_model(model)).__name__}; "

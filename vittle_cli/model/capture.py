@@ -14,13 +14,13 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from vittle_cli.data.prompt import render_query_prompt
 from vittle_cli.model.attach import (
     attached_layers,
     find_decoder_layers,
     get_bottleneck,
     image_token_ids,
 )
+from vittle_cli.model.prompt import render_query_prompt
 
 MODALITIES = ("visual", "text")
 STAGES = ("before", "after")

@@ -147,11 +147,13 @@ def _check_vittle_files(directory: Path) -> bool:
 
 
 def _load_base(source: str, dtype: str):
-    from transformers import AutoModelForImageTextToText, AutoProcessor
+    from transformers import AutoModelForImageTextToText
+
+    from vittle_cli.model.families import load_processor
 
     try:
         model = AutoModelForImageTextToText.from_pretrained(source, dtype=dtype)
-        processor = AutoProcessor.from_pretrained(source)
+        processor = load_processor(source)
     except (OSError, ValueError) as err:  # transformers' "not found" / "not a model" errors
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ModelError(
@@ -197,7 +199,8 @@ def load_vittle_model(
 
 def _load_adapter(directory: Path, base: str | None, dtype: str, has_vittle: bool):
     from peft import PeftModel
-    from transformers import AutoProcessor
+
+    from vittle_cli.model.families import load_processor
 
     base_name = base or json.loads((directory / ADAPTER_CONFIG).read_text()).get("base_model_name_or_path")
     if not base_name:
@@ -210,5 +213,5 @@ def _load_adapter(directory: Path, base: str | None, dtype: str, has_vittle: boo
     if has_vittle:
         load_vittle_weights(model, directory)
     if any((directory / name).is_file() for name in PROCESSOR_FILES):
-        processor = AutoProcessor.from_pretrained(str(directory))
+        processor = load_processor(str(directory))
     return model, processor

@@ -16,7 +16,7 @@ from torch import nn
 
 from vittle_cli.errors import ModelError, UsageError
 from vittle_cli.model.compose import compose_llava
-from vittle_cli.model.device import TORCH_DTYPES
+from vittle_cli.model.device import TORCH_DTYPES, resolve_device, resolve_dtype_name
 from vittle_cli.model.prepare import prepare_for_training
 from vittle_cli.model.quantize import quantization_config, quantization_skip_modules
 from vittle_cli.model.reference import trainable_source
@@ -35,7 +35,7 @@ def resolve_dtype(model_dtype: str, precision: str = "auto") -> torch.dtype:
         return torch.bfloat16
     if precision in ("fp16", "fp32"):
         return torch.float32
-    return torch.bfloat16 if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else torch.float32
+    return TORCH_DTYPES[resolve_dtype_name("auto", resolve_device("auto"))]  # as --dtype auto decides
 
 
 def load_model_for_recipe(recipe: Recipe, *, device_map: Any = None) -> tuple[nn.Module, Any]:
@@ -74,13 +74,16 @@ def load_model_for_recipe(recipe: Recipe, *, device_map: Any = None) -> tuple[nn
 
 
 def _load_pretrained(recipe: Recipe, dtype: torch.dtype, device_map: Any) -> tuple[nn.Module, Any]:
-    from transformers import AutoConfig, AutoModelForImageTextToText, AutoProcessor
+    from transformers import AutoConfig, AutoModelForImageTextToText
+
+    from vittle_cli.model.families import load_processor, require_supported
 
     m, qlora = recipe.model, recipe.train.qlora
     source = trainable_source(m.name, "model.name")
     hub = {"revision": m.revision, "trust_remote_code": m.trust_remote_code}
     try:
         config = AutoConfig.from_pretrained(source, **hub)
+        require_supported(config)
         kwargs: dict[str, Any] = {"dtype": dtype, **hub}
         if m.attn_implementation:
             kwargs["attn_implementation"] = m.attn_implementation
@@ -92,7 +95,7 @@ def _load_pretrained(recipe: Recipe, dtype: torch.dtype, device_map: Any) -> tup
                 # A quantised model cannot be moved after loading: place it on this rank's GPU now.
                 device_map = {"": int(os.environ.get("LOCAL_RANK", 0))}
         model = AutoModelForImageTextToText.from_pretrained(source, device_map=device_map, **kwargs)
-        processor = AutoProcessor.from_pretrained(source, **hub)
+        processor = load_processor(source, **hub)
     except OSError as e:
         raise ModelError(
             f"cannot load model {m.name!r}: {str(e).splitlines()[0]} (check model.name: a hub name, a local "
@@ -102,7 +105,7 @@ def _load_pretrained(recipe: Recipe, dtype: torch.dtype, device_map: Any) -> tup
     except ValueError as e:  # e.g. a text-only model, which AutoModelForImageTextToText does not map
         raise ModelError(
             f"cannot load model {m.name!r}: {str(e).splitlines()[0]} (vittle trains image-text-to-text models "
-            "such as LLaVA-1.5, LLaVA-NeXT and Qwen2-VL; build one from parts with model.compose)"
+            "such as LLaVA-1.5, Qwen2-VL and Qwen2.5-VL; build one from parts with model.compose)"
         ) from e
     if qlora.enabled:
         from peft import prepare_model_for_kbit_training

@@ -10,7 +10,7 @@ from transformers import TrainerCallback
 
 from vittle_cli.model.attach import get_bottleneck
 from vittle_cli.model.bottleneck import alpha_at
-from vittle_cli.train.metrics import METRIC_FIELDS
+from vittle_cli.train.metrics import MEMORY_FIELDS, METRIC_FIELDS
 
 
 class AlphaCallback(TrainerCallback):
@@ -45,6 +45,7 @@ def metrics_row(logs: dict, state) -> dict | None:
         if isinstance(value, float) and not math.isfinite(value):
             value = None  # JSON has no NaN/inf; a null is honest and still parses
         row[key] = value
+    row.update({key: logs[key] for key in MEMORY_FIELDS if key in logs})
     return row
 
 

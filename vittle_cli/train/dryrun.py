@@ -21,6 +21,7 @@ def _skeleton(recipe):
     import torch
     from transformers import AutoConfig, AutoModelForImageTextToText
 
+    from vittle_cli.model.families import require_supported
     from vittle_cli.model.prepare import prepare_for_training
     from vittle_cli.model.reference import trainable_source
 
@@ -30,14 +31,15 @@ def _skeleton(recipe):
     source = processor_source = trainable_source(m.name, "model.name")
     hub = {"revision": m.revision, "trust_remote_code": m.trust_remote_code}
     config = AutoConfig.from_pretrained(source, **hub)
+    require_supported(config)
     with torch.device("meta"):
         model = AutoModelForImageTextToText.from_config(config, trust_remote_code=m.trust_remote_code)
         model = prepare_for_training(model, recipe)
     processor = None
     try:
-        from transformers import AutoProcessor
+        from vittle_cli.model.families import load_processor
 
-        processor = AutoProcessor.from_pretrained(processor_source, **hub)
+        processor = load_processor(processor_source, **hub)
     except (OSError, ValueError):
         pass
     return model, processor
@@ -98,7 +100,19 @@ def build_plan(recipe, *, world_size: int = 1, launch_command: list[str] | None 
         from vittle_cli.train.deepspeed import resolve_deepspeed_config
 
         plan.deepspeed_config = resolve_deepspeed_config(t.deepspeed)
+    _add_memory_plan(plan, recipe)
     return plan
+
+
+def _add_memory_plan(plan: TrainPlan, recipe) -> None:
+    from vittle_cli.train.memory_report import memory_plan_for_recipe
+
+    try:
+        plan.memory = memory_plan_for_recipe(
+            recipe, world_size=plan.world_size, ds_config=plan.deepspeed_config, parameters=plan.parameters
+        )
+    except ValueError as err:
+        plan.notes.append(f"no memory plan: {err}")
 
 
 def print_plan(plan: TrainPlan, console) -> None:
@@ -144,5 +158,9 @@ def print_plan(plan: TrainPlan, console) -> None:
         import shlex
 
         console.print("launch command: " + escape(shlex.join(plan.launch_command)), highlight=False)
+    if plan.memory is not None:
+        from vittle_cli.train.memory_report import render_memory_plan
+
+        render_memory_plan(plan.memory, console)
     for note in plan.notes:
         console.print(f"[yellow]note:[/] {escape(note)}")

@@ -6,8 +6,12 @@ import time
 
 import torch
 
+from vittle_cli import layout
+
 # The fields of one metrics.jsonl row, in order (docs: "Run directory").
 METRIC_FIELDS = ("step", "epoch", "loss", "ce", "kl_v", "kl_t", "alpha", "lr", "grad_norm", "tokens_per_s")
+# Added to a row only on CUDA: peak GPU memory of the logging window, max over ranks (PeakMemoryCallback).
+MEMORY_FIELDS = layout.MEMORY_FIELDS
 
 
 class LossMeter:

@@ -63,6 +63,7 @@ class TrainPlan:
     alphas: dict[str, float] = field(default_factory=dict)  # start / middle / end
     deepspeed_config: dict | None = None
     launch_command: list[str] | None = None
+    memory: object | None = None  # a train.memory.MemoryPlan, per device
     notes: list[str] = field(default_factory=list)
 
 

@@ -66,6 +66,8 @@ def build_training_arguments(recipe, run_dir: Path, ds_config: dict | None, worl
     import torch
     from transformers import TrainingArguments
 
+    from vittle_cli.train.optim import economy_training_args
+
     t, o = recipe.train, recipe.output
     report_to = [r for r in o.report_to if r not in ("tensorboard", "none")]
     return TrainingArguments(
@@ -102,6 +104,7 @@ def build_training_arguments(recipe, run_dir: Path, ds_config: dict | None, worl
         # parameters LLaVA never uses (post_layernorm), which plain DDP would otherwise reject.
         ddp_find_unused_parameters=None,
         **_precision_flags(t.precision),
+        **economy_training_args(t),
     )
 
 
@@ -189,53 +192,16 @@ def run_train(
     from transformers import set_seed
 
     from vittle_cli.data import DataCollator, build_train_dataset
-    from vittle_cli.model.attach import get_bottleneck
-    from vittle_cli.model.builtin import resolve_model_source
     from vittle_cli.model.load import load_model_for_recipe
     from vittle_cli.plots import plot_metrics
-    from vittle_cli.recipe import dump_recipe
-    from vittle_cli.train.callbacks import (
-        AlphaCallback,
-        MetricsJsonlCallback,
-        RichProgressCallback,
-        truncate_metrics,
-    )
+    from vittle_cli.train.callbacks import RichProgressCallback
     from vittle_cli.train.deepspeed import zero_stage
     from vittle_cli.train.trainer import VittleTrainer
 
     if overwrite and resume:
         raise UsageError("--overwrite and --resume contradict each other; pass only one")
     world = WorldInfo.from_env()
-    run_dir = run_dir_for(recipe.output.dir, recipe.output.run_name, recipe_path)
-    checkpoint = resolve_resume(run_dir, resume)
-    # Every rank checks before any rank writes, so all of them see the same directory.
-    prepare_run_dir(run_dir, overwrite=overwrite, resume=checkpoint is not None, is_main=False)
-
-    # Build a built-in model now, outside ZeRO-3's partitioned init (its random init cannot run there).
-    resolve_model_source(recipe.model.name)
-    ds_config = None
-    if recipe.train.deepspeed:
-        from vittle_cli.train.deepspeed import require_deepspeed, resolve_deepspeed_config
-
-        require_deepspeed()
-        ds_config = resolve_deepspeed_config(recipe.train.deepspeed)
-    _init_distributed(ds_config, world)
-    args = build_training_arguments(recipe, run_dir, ds_config, world)
-    with args.main_process_first(desc="run directory", local=False):
-        if world.is_main:
-            prepare_run_dir(run_dir, overwrite=overwrite, resume=checkpoint is not None, is_main=True)
-            write_run_files(
-                run_dir,
-                dump_recipe(recipe),
-                run_info(
-                    seed=recipe.train.seed,
-                    world_size=world.world_size,
-                    resumed_from=checkpoint and str(checkpoint),
-                    command=command,
-                ),
-            )
-            if checkpoint is not None:
-                truncate_metrics(run_dir / METRICS_FILE, _checkpoint_step(checkpoint))
+    run_dir, checkpoint, ds_config, args = _start_run(recipe, recipe_path, resume, overwrite, command, world)
 
     set_seed(recipe.train.seed)  # the bottleneck's initial weights come from this seed
     model, processor = load_model_for_recipe(recipe)
@@ -243,12 +209,8 @@ def run_train(
     if world.is_main:
         logger.info(report.summary())
 
-    progress = RichProgressCallback(console=console)
-    callbacks = [MetricsJsonlCallback(run_dir / METRICS_FILE), progress]
-    if (bottleneck := get_bottleneck(model)) is not None:
-        callbacks.insert(0, AlphaCallback(bottleneck.config))
-    if "tensorboard" in recipe.output.report_to and (tb := _tensorboard_callback(run_dir)) is not None:
-        callbacks.append(tb)
+    callbacks = _callbacks(model, recipe, run_dir, console)
+    progress = next(c for c in callbacks if isinstance(c, RichProgressCallback))
     trainer = VittleTrainer(
         model=model,
         args=args,
@@ -282,6 +244,64 @@ def run_train(
         max_steps=trainer.state.max_steps,
         train_loss=output.training_loss,
     )
+
+
+def _start_run(recipe, recipe_path, resume, overwrite, command, world: WorldInfo):
+    """Check and create the run directory, start DeepSpeed / the process group, write config.yaml and
+    run_info.json; returns (run_dir, checkpoint to resume or None, DeepSpeed config or None, TrainingArguments).
+    """
+    from vittle_cli.model.builtin import resolve_model_source
+    from vittle_cli.recipe import dump_recipe
+    from vittle_cli.train.callbacks import truncate_metrics
+
+    run_dir = run_dir_for(recipe.output.dir, recipe.output.run_name, recipe_path)
+    checkpoint = resolve_resume(run_dir, resume)
+    # Every rank checks before any rank writes, so all of them see the same directory.
+    prepare_run_dir(run_dir, overwrite=overwrite, resume=checkpoint is not None, is_main=False)
+
+    # Build a built-in model now, outside ZeRO-3's partitioned init (its random init cannot run there).
+    resolve_model_source(recipe.model.name)
+    ds_config = None
+    if recipe.train.deepspeed:
+        from vittle_cli.train.deepspeed import require_deepspeed, resolve_deepspeed_config
+
+        require_deepspeed()
+        ds_config = resolve_deepspeed_config(recipe.train.deepspeed)
+    _init_distributed(ds_config, world)
+    args = build_training_arguments(recipe, run_dir, ds_config, world)
+    with args.main_process_first(desc="run directory", local=False):
+        if world.is_main:
+            prepare_run_dir(run_dir, overwrite=overwrite, resume=checkpoint is not None, is_main=True)
+            info = run_info(
+                seed=recipe.train.seed,
+                world_size=world.world_size,
+                resumed_from=checkpoint and str(checkpoint),
+                command=command,
+            )
+            write_run_files(run_dir, dump_recipe(recipe), info)
+            if checkpoint is not None:
+                truncate_metrics(run_dir / METRICS_FILE, _checkpoint_step(checkpoint))
+    return run_dir, checkpoint, ds_config, args
+
+
+def _callbacks(model, recipe, run_dir: Path, console) -> list:
+    """Alpha schedule (when the bottleneck is on), peak memory, metrics.jsonl, progress, TensorBoard."""
+    from vittle_cli.model.attach import get_bottleneck
+    from vittle_cli.train.callbacks import AlphaCallback, MetricsJsonlCallback, RichProgressCallback
+    from vittle_cli.train.memory_callbacks import BottleneckInOptimizerCallback, PeakMemoryCallback
+
+    # PeakMemoryCallback first: it adds its fields to the log row the others write.
+    callbacks = [
+        PeakMemoryCallback(),
+        MetricsJsonlCallback(run_dir / METRICS_FILE),
+        RichProgressCallback(console=console),
+        BottleneckInOptimizerCallback(),
+    ]
+    if (bottleneck := get_bottleneck(model)) is not None:
+        callbacks.insert(0, AlphaCallback(bottleneck.config))
+    if "tensorboard" in recipe.output.report_to and (tb := _tensorboard_callback(run_dir)) is not None:
+        callbacks.append(tb)
+    return callbacks
 
 
 def _checkpoint_step(checkpoint: Path) -> int:

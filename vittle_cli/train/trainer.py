@@ -23,7 +23,7 @@ from typing import Any
 import torch
 from transformers import Trainer, TrainerCallback
 from transformers.trainer_callback import PrinterCallback, ProgressCallback
-from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, rotate_checkpoints
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 from transformers.utils import logging as hf_logging
 
 from vittle_cli.errors import ModelError
@@ -31,6 +31,7 @@ from vittle_cli.layout import STAGING_DIR
 from vittle_cli.model.attach import BOTTLENECK_ATTR, get_bottleneck
 from vittle_cli.model.checkpoint import load_vittle_weights, save_vittle, strip_vittle_keys
 from vittle_cli.model.loss import vittle_loss
+from vittle_cli.train.compat import require_trainer_internals, rotate_checkpoints, staging_output_dir
 from vittle_cli.train.metrics import LossMeter
 
 logger = logging.getLogger(__name__)
@@ -65,6 +66,7 @@ class VittleTrainer(Trainer):
     of the default random one, e.g. vittle's GroupedSampler); `zero3` (whether DeepSpeed ZeRO-3 is on)."""
 
     def __init__(self, *args, train_sampler=None, zero3: bool = False, **kwargs):
+        require_trainer_internals()  # the overrides below would be silently skipped otherwise
         super().__init__(*args, **kwargs)
         # CE is the token mean of each micro-batch (METHOD.md §1); Trainer divides by the accumulation steps.
         self.model_accepts_loss_kwargs = False
@@ -242,11 +244,8 @@ class VittleTrainer(Trainer):
         run_dir = self.args.output_dir
         staging = os.path.join(run_dir, STAGING_DIR)
         name = f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
-        self._get_output_dir = lambda trial=None: staging  # instance override, removed below
-        try:
+        with staging_output_dir(self, staging):
             super()._save_checkpoint(model, trial)
-        finally:
-            del self._get_output_dir
         self.accelerator.wait_for_everyone()
         if self.args.should_save:
             final = os.path.join(run_dir, name)
@@ -254,10 +253,5 @@ class VittleTrainer(Trainer):
                 shutil.rmtree(final)
             os.replace(os.path.join(staging, name), final)
             shutil.rmtree(staging, ignore_errors=True)
-            rotate_checkpoints(
-                output_dir=run_dir,
-                save_total_limit=self.args.save_total_limit,
-                best_model_checkpoint=self.state.best_model_checkpoint,
-                use_mtime=False,
-            )
+            rotate_checkpoints(self, run_dir)
         self.accelerator.wait_for_everyone()

@@ -18,13 +18,13 @@ from vittle_cli.data.benchmarks.images import TableImages
 from vittle_cli.data.benchmarks.prompt import place_images, render_text
 from vittle_cli.data.benchmarks.spec import ClosedQAData, ClosedQAOptions, validation_problems
 from vittle_cli.data.benchmarks.tables import BenchmarkSchemaError, empty_image_rows
-from vittle_cli.data.prompt import IMAGE_SLOT
 from vittle_cli.data.shift.items import DataReport, EvalItem, ItemSet
 from vittle_cli.data.shift.suite import Suite
 from vittle_cli.errors import UsageError
 from vittle_cli.eval.scoring.closedqa import score_closedqa
 from vittle_cli.eval.tasks import register_task
 from vittle_cli.eval.tasks.base import Column, TaskFamily
+from vittle_cli.model.prompt import IMAGE_SLOT
 
 HUB_IDS = {
     "scienceqa": "lmms-lab/ScienceQA",

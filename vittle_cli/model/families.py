@@ -1,0 +1,210 @@
+"""The model families vittle supports: exactly those tested end to end with their published files.
+
+tests/integration/test_families.py runs each family here through render -> attach -> train -> save -> reload ->
+merge -> eval (fast path) -> generate, on a small random model built from the family's published config,
+tokenizer, processor and chat template (tests/fixtures/models/README.md names the checkpoints). Adding a
+family means adding its fixture and an entry here; anything else is refused with the list below.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from vittle_cli.errors import ModelError
+
+
+@dataclass(frozen=True)
+class Family:
+    name: str
+    model_types: tuple[str, ...]  # config.model_type values
+    tested_with: str  # the published checkpoint whose files the tests use
+    decoder: str = "language_model"  # attribute of the inner multimodal model that holds the decoder
+    gaps: tuple[str, ...] = ()  # what is known not to work, or not to be tested
+
+
+FAMILIES: tuple[Family, ...] = (
+    Family(
+        "LLaVA-1.5",
+        ("llava",),
+        "llava-hf/llava-1.5-7b-hf",
+        gaps=(
+            "the published chat template renders no system prompt and no </s> after an answer, so training "
+            "with it never labels an end-of-answer token; answers then stop only at max_new_tokens "
+            "(model.compose uses the reference LLaVA-1.5 template, which has both)",
+        ),
+    ),
+    Family(
+        "LLaVA-NeXT",
+        ("llava_next",),
+        "llava-hf/llava-v1.6-vicuna-7b-hf layout: config and anyres processor settings reconstructed from the "
+        "published values, LLaVA-1.5's Vicuna tokenizer and chat template",
+        gaps=(
+            "its own published files were not in the tests' sources (the Mistral, 34B and LLaMA-3-8B "
+            "variants' tokenizers and templates are untested)",
+            "the LLaVA-1.5 template gap (no </s> after answers) applies",
+        ),
+    ),
+    Family(
+        "Qwen2-VL",
+        ("qwen2_vl",),
+        "Qwen/Qwen2-VL-2B (config, tokenizer, processor) + Qwen2-VL-2B-Instruct chat template",
+        gaps=(
+            "without torchvision the processor is built image-only (Qwen2VLImageProcessorPil, no video)",
+            "eval falls back to one generate() call per question (M-RoPE positions), so it is slower",
+        ),
+    ),
+    Family(
+        "Qwen2.5-VL",
+        ("qwen2_5_vl",),
+        "Qwen/Qwen2.5-VL-3B-Instruct (config) + the Qwen2-VL tokenizer, processor settings and template",
+        gaps=(
+            "without torchvision the processor is built image-only (Qwen2VLImageProcessorPil, no video)",
+            "eval falls back to one generate() call per question (M-RoPE positions), so it is slower",
+            "its own tokenizer_config.json and preprocessor_config.json were not in the tests' sources",
+        ),
+    ),
+)
+FAMILIES += (
+    Family(
+        "Idefics3 / SmolVLM",
+        ("idefics3",),
+        "HuggingFaceTB/SmolVLM-256M-Instruct",
+        decoder="text_model",
+        gaps=(
+            "a small image is upscaled to the processor's longest edge (2048) and split into 4 x 4 tiles + "
+            "1 global view: 1088 image tokens for any image up to 512 px, so sequences are long",
+        ),
+    ),
+)
+# Processor classes whose video half needs torchvision; without it vittle builds the image half only.
+_IMAGE_ONLY = {"qwen2_vl": "Qwen2VLProcessor", "qwen2_5_vl": "Qwen2_5_VLProcessor"}
+
+
+def supported_names() -> str:
+    return ", ".join(f.name for f in FAMILIES)
+
+
+def family_of(model_type: str | None) -> Family | None:
+    return next((f for f in FAMILIES if model_type in f.model_types), None)
+
+
+def require_supported(config: Any) -> Family:
+    """The family of a model config (or a model), refusing any other architecture.
+
+    Raises:
+        ModelError: the model type is not one of the tested families (names them).
+    """
+    config = getattr(config, "config", config)
+    model_type = getattr(config, "model_type", None)
+    family = family_of(model_type)
+    if family is None:
+        arch = (getattr(config, "architectures", None) or [model_type])[0]
+        raise ModelError(
+            f"{arch} (model_type {model_type!r}) is not a family vittle supports; supported and tested "
+            f"image-text-to-text families: {supported_names()} (`vittle env` lists them with known gaps; "
+            "model.compose builds a LLaVA from a language model and a vision tower)"
+        )
+    return family
+
+
+def support_rows() -> list[tuple[str, str]]:
+    """(family, what it is tested with; known gaps) rows for `vittle env` and the docs."""
+    rows = []
+    for f in FAMILIES:
+        gaps = "; ".join(f.gaps) if f.gaps else "none known"
+        rows.append((f.name, f"tested with {f.tested_with}. Known gaps: {gaps}"))
+    return rows
+
+
+def decoder_of(inner: Any) -> Any:
+    """The decoder (language model) module of an inner multimodal model, or None."""
+    names = dict.fromkeys(f.decoder for f in FAMILIES)
+    for name in names:
+        module = getattr(inner, name, None)
+        if module is not None:
+            return module
+    return None
+
+
+# ---------------------------------------------------------------------------------------------- processors
+
+
+def load_processor(source: str, **hub: Any) -> Any:
+    """AutoProcessor.from_pretrained, except that a Qwen2-VL-style processor whose video half needs the
+    missing torchvision is built from its image half (Qwen2VLImageProcessorPil) and tokenizer."""
+    from transformers import AutoProcessor
+
+    try:
+        return AutoProcessor.from_pretrained(source, **hub)
+    except (ImportError, OSError) as e:
+        # Without torchvision the video processor cannot be built (ImportError); a folder saved image-only
+        # has no video processor config to build it from (OSError).
+        message = str(e).lower()
+        if "torchvision" not in message and "video processor" not in message:
+            raise
+        parent = _image_only_parent(source, hub)
+        if parent is None:
+            raise
+        return _image_only_processor(source, parent, hub)
+
+
+def _image_only_parent(source: str, hub: dict) -> str | None:
+    """The processor class to build image-only for `source` (by its config's model type, else by the
+    processor class its processor files name), or None."""
+    from transformers.utils import cached_file
+
+    for name, key in (
+        ("config.json", "model_type"),
+        ("processor_config.json", "processor_class"),
+        ("preprocessor_config.json", "processor_class"),
+    ):
+        path = cached_file(source, name, _raise_exceptions_for_missing_entries=False, **hub)
+        value = json.loads(Path(path).read_text()).get(key) if path else None
+        if value in _IMAGE_ONLY:
+            return _IMAGE_ONLY[value]
+        if value in _IMAGE_ONLY.values():
+            return value
+    return None
+
+
+def _image_only_processor(source: str, parent_name: str, hub: dict) -> Any:
+    import transformers
+    from transformers import AutoTokenizer, Qwen2VLImageProcessorPil
+
+    parent = getattr(transformers, parent_name)
+
+    class ImageOnlyProcessor(parent):
+        """`parent` without its video processor; saved under the parent's name, so a machine with
+        torchvision loads the saved folder with plain AutoProcessor."""
+
+        def __init__(self, image_processor=None, tokenizer=None, chat_template=None, **kwargs):
+            # ProcessorMixin pairs positional sub-processors with this signature's names: the video
+            # processor (None) is dropped.
+            super().__init__(image_processor, tokenizer, None, chat_template=chat_template, **kwargs)
+
+        def to_dict(self) -> dict[str, Any]:
+            out = super().to_dict()
+            out["processor_class"] = parent.__name__
+            return out
+
+    kwargs = {k: v for k, v in hub.items() if k in ("revision", "trust_remote_code")}
+    return ImageOnlyProcessor(
+        image_processor=Qwen2VLImageProcessorPil.from_pretrained(source, **kwargs),
+        tokenizer=AutoTokenizer.from_pretrained(source, **kwargs),
+        chat_template=_chat_template(source, kwargs),
+    )
+
+
+def _chat_template(source: str, hub: dict) -> str | None:
+    """The processor's chat template (chat_template.jinja or chat_template.json), else the tokenizer's."""
+    from transformers.utils import cached_file
+
+    for name in ("chat_template.jinja", "chat_template.json"):
+        path = cached_file(source, name, _raise_exceptions_for_missing_entries=False, **hub)
+        if path:
+            text = Path(path).read_text()
+            return text if name.endswith(".jinja") else json.loads(text)["chat_template"]
+    return None
