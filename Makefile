@@ -14,7 +14,7 @@ TRANSFORMERS_FLOOR ?= 5.23.0
 FLOOR_VENV ?= .venv-floor
 # A quick subset that touches every transformers internal vittle relies on: Trainer overrides, attach +
 # gradient checkpointing, loading, checkpoints, a tiny training run, merge.
-FLOOR_TESTS ?= tests/unit/test_train_compat.py tests/unit/test_attach.py tests/unit/test_load.py \
+FLOOR_TESTS ?= tests/unit/test_train_compat.py tests/unit/test_attach.py tests/unit/test_attach_recompute.py tests/unit/test_load.py \
 	tests/unit/test_checkpoint.py tests/integration/test_train_cli.py tests/integration/test_merge.py
 
 .PHONY: demo test test-floor lint docs

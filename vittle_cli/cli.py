@@ -86,10 +86,34 @@ def _click_exception_types() -> tuple[type[Exception], ...]:
 
 
 def _error(message: str) -> None:
+    import re
+
     from rich.console import Console
     from rich.markup import escape
 
+    message = re.sub(r"\x1b\[[0-9;]*[A-Za-z]", "", message)  # colour codes from library messages
     Console(stderr=True, highlight=False, soft_wrap=True).print(f"[bold red]error:[/] {escape(message)}")
+
+
+def _known_failure(e: Exception) -> str | None:
+    """One line for failures of the machine or of a file rather than of vittle (disk full, a pickle that
+    torch refused to load), or None."""
+    import errno
+    import pickle
+
+    if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
+        from vittle_cli.fileio import DiskFullError
+
+        return str(DiskFullError(e.filename))
+    if isinstance(e, pickle.UnpicklingError):
+        first = next((line for line in str(e).splitlines() if "GLOBAL" in line), str(e).splitlines()[0])
+        return (
+            f"refused to unpickle a checkpoint file: it holds more than weights ({first.strip()[:200]}); "
+            "use a checkpoint from a trusted source"
+        )
+    if type(e).__name__ == "SafetensorError":  # a loader vittle does not pre-check met a cut file
+        return f"a .safetensors file is truncated or corrupt ({e}); copy it again (--debug shows which file)"
+    return None
 
 
 def _take_debug_flag(args: list[str]) -> tuple[list[str], bool]:
@@ -128,8 +152,13 @@ def main(argv: list[str] | None = None) -> None:
     except Exception as e:
         if debug:
             raise
+        known = _known_failure(e)
+        if known is not None:
+            _error(known)
+            sys.exit(1)
+        first = (str(e).strip().splitlines() or [""])[0]  # one line, whatever the library wrote
         _error(
-            f"internal error: {type(e).__name__}: {e} (rerun with --debug for the traceback and report it)"
+            f"internal error: {type(e).__name__}: {first} (rerun with --debug for the traceback and report it)"
         )
         sys.exit(1)
     # Non-standalone click returns the Exit code (e.g. 130 after Ctrl-C, 0 after --help); commands return None.

@@ -20,6 +20,7 @@ MEMORY_FIELDS = ("max_mem_allocated_gib", "max_mem_reserved_gib")
 LOSS_PLOT = "loss.png"
 FINAL_DIR = "final"
 STAGING_DIR = ".staging"  # checkpoints are written here first and renamed into place when complete
+RUN_MARKER = ".vittle-run"  # in every run directory vittle creates: --overwrite deletes only folders with it
 CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
 
 # Model / adapter folders

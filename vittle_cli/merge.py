@@ -121,7 +121,9 @@ def _consolidate_zero(folder: Path, base: str | None, recipe: dict):
     from vittle_cli.model.bottleneck import VittleConfig
     from vittle_cli.model.builtin import resolve_model_source
     from vittle_cli.model.families import load_processor
+    from vittle_cli.model.safe_load import check_checkpoint_pickles
 
+    check_checkpoint_pickles(folder)  # zero_to_fp32 unpickles the shards with weights_only=False
     state = get_fp32_state_dict_from_zero_checkpoint(str(folder))
     if any(".lora_" in k for k in state):
         raise ModelError(

@@ -53,6 +53,10 @@ def resolve_recipe_path(recipe: str | os.PathLike) -> Path:
     path = Path(recipe)
     if path.is_file():
         return path
+    if path.is_dir():
+        raise RecipeError(
+            f"{recipe} is a directory; pass a recipe YAML file in it (or a shipped recipe name)"
+        )
     shipped = {name: p for name, p, _ in shipped_recipes()}
     if str(recipe) in shipped:
         return shipped[str(recipe)]

@@ -66,6 +66,9 @@ def _read_yaml(file: Path, problems: list[str]) -> dict[str, Any]:
     except OSError as e:
         problems.append(f"cannot read {file}: {e.strerror}")
         return {}
+    except UnicodeDecodeError as e:
+        problems.append(f"{file} is not UTF-8 text (byte {e.start}); save the recipe as UTF-8")
+        return {}
     if loaded is None:
         return {}
     if isinstance(loaded, dict):

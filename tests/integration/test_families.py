@@ -27,6 +27,7 @@ from vittle_cli.data.render import IGNORE_INDEX, render_conversation
 from vittle_cli.data.report import SampleProblem
 from vittle_cli.errors import ModelError
 from vittle_cli.model import families
+from vittle_cli.model.prompt import render_query_prompt
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "models"
 _spec = importlib.util.spec_from_file_location("family_fixtures", FIXTURES / "build.py")
@@ -105,7 +106,10 @@ def check_rendering(name: str, folder: Path) -> str:
     decoded = processor.tokenizer.decode(ids[labelled], skip_special_tokens=False)
     assert decoded.strip() == expected["labelled"], f"labels decode to {decoded!r}"
     assert labelled[0] > at[-1] and labelled == list(range(labelled[0], labelled[-1] + 1))
-    prompt = processor.apply_chat_template(_messages()[:1], tokenize=False, add_generation_prompt=True)
+    prompt = render_query_prompt(processor, QUESTION)  # the one prompt eval / inspect / merge ask with
+    assert prompt == processor.apply_chat_template(
+        _messages()[:1], tokenize=False, add_generation_prompt=True
+    )
     sample = processor.apply_chat_template(_messages(), tokenize=False)
     return (
         f"# generation prompt\n{prompt}\n# training sample\n{sample}\n"

@@ -93,6 +93,7 @@ def test_baseline_overwrites_and_trains_without_bottleneck(tmp_path):
     run = tmp_path / "tiny_baseline"
     run.mkdir()
     (run / "stale.txt").write_text("from an older run")
+    (run / ".vittle-run").write_text("{}")  # --overwrite deletes only folders vittle made
     # epoch-based length: the Trainer's step count must equal the one --dry-run prints
     code = vittle("train", "recipes/tiny_baseline.yaml", *FAST, "train.max_steps=null", "train.epochs=1",
                   "data.limit=8", f"output.dir={tmp_path}", "--overwrite")  # fmt: skip

@@ -502,3 +502,14 @@ def test_a_text_only_model_is_a_model_error(tiny_parts):
     root, *_ = tiny_parts
     with pytest.raises(ModelError, match="image-text-to-text.*model.compose"):
         load_model_for_recipe(_recipe(model={"name": str(root / "lm")}, bottleneck={"enabled": False}))
+
+
+def test_model_name_may_be_a_run_directory(tiny_model_dir, tmp_path):
+    """`model.name=runs/x` trains from the run's final/, as eval and inspect accept a run dir."""
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_model_dir, run / "final")
+    (run / "config.yaml").write_text("model: {name: builtin:tiny-llava}\n")
+    model, _ = load_model_for_recipe(_recipe(model={"name": str(run)}, bottleneck={"enabled": False}))
+    assert type(model).__name__ == "LlavaForConditionalGeneration" and model.training

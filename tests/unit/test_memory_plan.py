@@ -145,12 +145,13 @@ def test_zero_paper_figure_1():
     assert (sum(zero3.values()) - 2 * psi / nd) / 1e9 == pytest.approx(1.9, abs=0.05)
 
 
-def test_qlora_paper_bits_per_parameter():
+@pytest.mark.parametrize("name", ["llava-hf/llava-1.5-7b-hf", "llava-hf/llava-1.5-13b-hf"])
+def test_qlora_paper_bits_per_parameter(name):
     """QLoRA (Dettmers et al., 2023, arXiv:2305.14314), section 3: NF4 with a float32 absmax per 64 weights costs
     32/64 = 0.5 extra bits per parameter; double quantisation brings it to 8/64 + 32/(64*256) = 0.127."""
     assert QUANT_BITS[(4, False)] - 4 == pytest.approx(0.5)
     assert QUANT_BITS[(4, True)] - 4 == pytest.approx(0.127, abs=5e-4)
-    shapes = known_shapes("llava-hf/llava-1.5-7b-hf")
+    shapes = known_shapes(name)
     groups = parameter_groups(shapes, PlanSettings(mode="qlora"))
     quantised = next(g for g in groups if "quantised" in g.name)
     assert quantised.count * quantised.weight_bytes == pytest.approx(

@@ -121,3 +121,10 @@ def test_translation_shift_reads_the_store_and_fails_clearly_without_it(tmp_path
     assert (
         perturb_text("How many pizzas are there in the image?", "translate_zh", 3, 0) == "图片里有几个披萨？"
     )
+
+
+def test_a_rule_file_of_the_wrong_shape_is_one_line(tmp_path):
+    root = make_lbcoco(tmp_path)
+    (root / "rule.json").write_text("[1, 2]")
+    with pytest.raises(DataError, match="must map rule names"):
+        load_openended_suite(_suite("lbcoco", root))

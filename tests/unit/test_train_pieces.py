@@ -42,19 +42,20 @@ def test_alpha_points_follow_the_schedule():
 
 def test_run_dir_is_refused_unless_overwrite_or_resume(tmp_path):
     from vittle_cli.layout import STAGING_DIR
-    from vittle_cli.train.rundir import prepare_run_dir
+    from vittle_cli.train.rundir import RUN_MARKER, prepare_run_dir
 
     run = tmp_path / "r"
     prepare_run_dir(run, overwrite=False, resume=False)  # new: created
     assert run.is_dir()
     (run / "metrics.jsonl").write_text("{}\n")
+    (run / "checkpoint-2").mkdir()
     (run / STAGING_DIR).mkdir()
     with pytest.raises(UsageError, match="--overwrite"):
         prepare_run_dir(run, overwrite=False, resume=False)
     prepare_run_dir(run, overwrite=False, resume=True)  # kept, leftovers of a cut save dropped
     assert (run / "metrics.jsonl").is_file() and not (run / STAGING_DIR).exists()
     prepare_run_dir(run, overwrite=True, resume=False)
-    assert run.is_dir() and not any(run.iterdir())
+    assert run.is_dir() and [p.name for p in run.iterdir()] == [RUN_MARKER]
 
 
 def test_resume_latest_picks_the_highest_step(tmp_path):

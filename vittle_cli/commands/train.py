@@ -48,6 +48,11 @@ def train(
     overwrite: bool = typer.Option(
         False, "--overwrite", help="Delete an existing run directory and start afresh."
     ),
+    allow_changes: bool = typer.Option(
+        False,
+        "--allow-changes",
+        help="With --resume: continue even though the recipe differs from the run's (recorded in run_info.json).",
+    ),
     nproc_per_node: int = typer.Option(1, "--nproc-per-node", min=1, help="Processes (GPUs) per node."),
     nnodes: int = typer.Option(1, "--nnodes", min=1, help="Number of nodes."),
     node_rank: int = typer.Option(0, "--node-rank", min=0, help="This node's rank (multi-node torchrun)."),
@@ -85,6 +90,7 @@ def train(
         dry_run=dry_run,
         resume=resume,
         overwrite=overwrite,
+        allow_changes=allow_changes,
         launch=LaunchOptions(
             nproc_per_node=nproc_per_node,
             nnodes=nnodes,

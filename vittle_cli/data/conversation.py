@@ -141,6 +141,24 @@ def check_image_paths(conv: Conversation, image_root: Path) -> None:
             raise SampleProblem("missing_image", ref.path)
 
 
+# A 12000x12000 PNG can be 420 KB on disk and 432 MB decoded; no training image needs more than this.
+MAX_IMAGE_PIXELS = 40_000_000
+
+
+def check_pixel_count(size: tuple[int, int], path: str | None) -> None:
+    """Refuse an image larger than MAX_IMAGE_PIXELS before it is decoded.
+
+    Raises:
+        SampleProblem: image_too_large, naming the size and the limit.
+    """
+    width, height = size
+    if width * height > MAX_IMAGE_PIXELS:
+        raise SampleProblem(
+            "image_too_large",
+            f"{path or 'embedded bytes'}: {width}x{height} = {width * height:,} pixels > {MAX_IMAGE_PIXELS:,}",
+        )
+
+
 def load_images(conv: Conversation) -> list:
     """Decode the images as RGB PIL images.
 
@@ -154,7 +172,10 @@ def load_images(conv: Conversation) -> list:
         try:
             src = io.BytesIO(ref.data) if ref.data is not None else ref.path
             with Image.open(src) as im:
+                check_pixel_count(im.size, ref.path)  # before decoding: the header knows the size
                 out.append(im.convert("RGB"))
+        except SampleProblem:
+            raise
         except FileNotFoundError as e:
             raise SampleProblem("missing_image", str(ref.path)) from e
         except Exception as e:  # PIL raises many types for broken files; any of them means unusable

@@ -14,6 +14,10 @@ from vittle_cli.errors import DataError
 PROBLEMS: dict[str, tuple[str, str]] = {
     "missing_image": ("image file not found", "check data.image_root and the sample's image path"),
     "corrupt_image": ("image file cannot be decoded", "re-export the image or remove the sample"),
+    "image_too_large": (
+        "the image has more pixels than vittle decodes (a decompression bomb or a mistaken file)",
+        "downscale the image (no training image needs more than 40 megapixels) or remove the sample",
+    ),
     "empty_conversation": (
         "no user turn followed by an assistant response",
         "give the sample at least one user and one assistant turn, or remove it",

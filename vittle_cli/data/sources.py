@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from vittle_cli.errors import DataError
+from vittle_cli.fileio import read_utf8
 
 LLAVA, MESSAGES = "llava", "messages"
 NORMALISED_VERSION = 1  # bump when the normalisation changes, so cached Arrow copies of JSON are redone
@@ -105,7 +106,7 @@ def _normalise_messages(row: dict, index: int) -> dict:
 
 
 def _read_json_rows(path: Path) -> list:
-    text = path.read_text(encoding="utf-8")
+    text = read_utf8(path, "data source")
     if path.suffix == ".jsonl":
         rows = []
         for n, line in enumerate(text.splitlines(), start=1):

@@ -25,8 +25,9 @@ PART_GLOB = "predictions.part-*.jsonl"
 INFO = "eval_info.json"
 
 
-def check_fingerprint(out_dir: Path, fingerprint: dict, *, discard_other: bool) -> bool:
-    """Whether the folder's answers belong to another eval (and may be discarded).
+def check_fingerprint(out_dir: Path, fingerprint: dict, *, discard_other: bool) -> list[str]:
+    """The fingerprint keys that differ when the folder's answers belong to another eval (and may be
+    discarded); [] when they are this eval's or there are none.
 
     Raises:
         UsageError: they do, and not `discard_other`.
@@ -36,14 +37,14 @@ def check_fingerprint(out_dir: Path, fingerprint: dict, *, discard_other: bool) 
     old = json.loads(info_path.read_text(encoding="utf-8")) if info_path.is_file() else None
     has_answers = (out_dir / PREDICTIONS).exists() or any(out_dir.glob(PART_GLOB))
     if old is None or old == fingerprint or not has_answers:
-        return False
+        return []
+    changed = sorted(k for k in set(old) | set(fingerprint) if old.get(k) != fingerprint.get(k))
     if not discard_other:
-        changed = sorted(k for k in set(old) | set(fingerprint) if old.get(k) != fingerprint.get(k))
         raise UsageError(
             f"{out_dir} holds predictions of a different eval ({', '.join(changed)} differ); "
             "choose another --out, or pass --overwrite to discard them"
         )
-    return True
+    return changed
 
 
 class PredictionCache:
@@ -66,6 +67,7 @@ class PredictionCache:
         self.main = self.dir / PREDICTIONS
         self.path = self.main if part is None else self.dir / f"predictions.part-{part}.jsonl"
         stale = check_fingerprint(self.dir, fingerprint, discard_other=discard_other)
+        self.discarded: list[str] = stale if owner else []  # the keys that differed when answers were dropped
         if owner:
             if stale:
                 for f in [self.main, *self.dir.glob(PART_GLOB)]:

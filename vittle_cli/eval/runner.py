@@ -38,20 +38,43 @@ def default_out_dir(model: str, suite_name: str) -> Path:
 
 
 def _fingerprint(
-    suite: Suite, model: str, max_new_tokens: int, base: str | None, dtype: str | None = None
+    suite: Suite, model: str, max_new_tokens: int, base: str | None, dtype: str = "float32"
 ) -> dict:
-    """What the cached answers depend on. Limit, batch size, device and process count are left out:
-    they change which answers exist or how fast they come, not what any one answer is."""
+    """What the cached answers depend on: the model's files (a model retrained in place must not reuse
+    its old answers), the suite, and the generation settings (reduced precision changes some greedy
+    answers). Limit, batch size, device and process count are left out: they change which answers exist
+    or how fast they come, not what any one answer is."""
+    from vittle_cli.model.fingerprint import weights_fingerprint
+
     spec = suite.model_dump(mode="json", exclude={"description", "metrics"})
     digest = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
     return {
         "model": str(model),
+        "model_files": weights_fingerprint(str(model), base),
         "base": base,
         "suite": suite.name,
         "suite_sha": digest,
         "max_new_tokens": max_new_tokens,
-        **({"dtype": dtype} if dtype is not None else {}),
+        "dtype": dtype,
+        "decoding": "greedy",
     }
+
+
+def _lock_out(out: Path):
+    """Check --out is a folder (or absent) and hold its lock for this process (a PathLock); in a sharded
+    eval only process 0 holds it (the others write their own parts under it).
+
+    Raises:
+        UsageError: --out is a file, or another vittle process writes into it (exit 2).
+    """
+    from vittle_cli.fileio import PathLock
+    from vittle_cli.launch import world_from_env
+
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out} is a file; pass a folder (it is created if missing)")
+    if world_from_env()[0] != 0:
+        return None
+    return PathLock(out, "eval folder", "choose another --out").acquire()
 
 
 def _record(variant: Variant, q: SuiteQuestion, answer: str, task: TaskFamily) -> dict:
@@ -144,6 +167,26 @@ def run_eval(
         loadable_model_ref(model)
     max_new_tokens = max_new_tokens or suite.max_new_tokens
     out = Path(out) if out is not None else default_out_dir(model, suite.name)
+    lock = _lock_out(out)
+    try:
+        return _run_eval_locked(
+            suite, task, model, out, batch_size=batch_size, limit=limit, device=device, dtype=dtype,
+            max_new_tokens=max_new_tokens, overwrite=overwrite, base=base, cache_dir=cache_dir,
+            generate=generate, load_model=load_model, console=console, judge=judge, judge_runs=judge_runs,
+            judge_options=judge_options, judge_backend=judge_backend,
+        )  # fmt: skip
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _run_eval_locked(
+    suite, task, model, out, *, batch_size, limit, device, dtype, max_new_tokens, overwrite, base, cache_dir,
+    generate, load_model, console, judge, judge_runs, judge_options, judge_backend,
+) -> dict:  # fmt: skip
+    """run_eval's body, with --out locked."""
+    from rich.console import Console
+
     if (out / RESULTS).is_file() and not overwrite:
         raise UsageError(
             f"{out / RESULTS} exists (a finished eval); pass --overwrite to redo it "
@@ -173,6 +216,11 @@ def run_eval(
             f"device {device}, dtype {dtype}" + (f", {shards.world} processes" if shards.world > 1 else "")
         )
         cache = _open_cache(out, fingerprint, overwrite, shards)
+        if cache.discarded:
+            console.print(
+                f"cached answers in {out} came from a different eval ({', '.join(cache.discarded)} changed): "
+                "discarded, recomputing"
+            )
         computed = sum(not cache.has(v.name, it.question_id) for v in suite.variants for it in items)
         started = time.time()
         _answer_shard(suite, task, model, items, data, cache, shards, batch_size=batch_size,

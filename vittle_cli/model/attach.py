@@ -35,6 +35,8 @@ class _Attachment:
     token_ids: list[int]
     handles: list[Any] = field(default_factory=list)
     visual_mask: Tensor | None = None  # of the forward in progress
+    # The last finished forward's mask, kept for a backward-pass recompute of the hooked layer.
+    recompute_mask: Tensor | None = None
 
 
 def unwrap_model(model: nn.Module) -> nn.Module:
@@ -156,22 +158,43 @@ def _make_pre_hook(state: _Attachment, top: nn.Module):
 
 def _make_post_hook(state: _Attachment):
     def post_hook(module: nn.Module, args: tuple, kwargs: dict, output: Any) -> None:
-        state.visual_mask = None  # a stale mask must never meet another forward's hidden states
+        # A stale mask must never meet another forward's hidden states; only a backward recompute of
+        # this forward's layers may still use it (see _mask_for_layer).
+        state.recompute_mask = state.visual_mask
+        state.visual_mask = None
 
     return post_hook
 
 
+def _in_backward() -> bool:
+    """True while autograd runs a backward pass (where gradient checkpointing recomputes layers)."""
+    return torch._C._current_graph_task_id() != -1
+
+
+def _mask_for_layer(state: _Attachment) -> Tensor:
+    """The visual mask for a call of a hooked decoder layer.
+
+    transformers 5.17-5.22 re-run the whole layer call, hooks included, in the backward recompute of
+    gradient checkpointing, after the multimodal forward has ended: the recompute gets the mask of the
+    forward it repeats (and, as the checkpoint restores the RNG state, the same noise).
+    """
+    if state.visual_mask is not None:
+        return state.visual_mask
+    if state.recompute_mask is not None and _in_backward():
+        return state.recompute_mask
+    raise ModelError(
+        "a decoder layer with the Vittle bottleneck ran outside the multimodal model's forward; "
+        "call the top-level model (or model.model) with input_ids"
+    )
+
+
 def _make_layer_hook(state: _Attachment, top: nn.Module, apply_visual: bool, apply_text: bool):
     def layer_hook(module: nn.Module, args: tuple, kwargs: dict, output: Any) -> Any:
-        if state.visual_mask is None:
-            raise ModelError(
-                "a decoder layer with the Vittle bottleneck ran outside the multimodal model's forward; "
-                "call the top-level model (or model.model) with input_ids"
-            )
+        mask = _mask_for_layer(state)
         # Looked up per call: peft's modules_to_save replaces the attribute with a wrapper.
         bottleneck = getattr(top, BOTTLENECK_ATTR)
         hidden = output[0] if isinstance(output, tuple) else output  # tuple in transformers 4.x
-        new = bottleneck(hidden, state.visual_mask, apply_visual=apply_visual, apply_text=apply_text)
+        new = bottleneck(hidden, mask, apply_visual=apply_visual, apply_text=apply_text)
         return (new, *output[1:]) if isinstance(output, tuple) else new
 
     return layer_hook

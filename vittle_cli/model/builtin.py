@@ -11,6 +11,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from vittle_cli.layout import MODEL_CONFIG
+
 BUILTIN_PREFIX = "builtin:"
 TINY_LLAVA = "tiny-llava"
 FORMAT_VERSION = 2  # bump when the built model changes so old caches are rebuilt
@@ -84,7 +86,7 @@ def resolve_builtin_model(name: str, seed: int = 0) -> Path:
     if short != TINY_LLAVA:
         raise ModelError(f"unknown built-in model {name!r}; known: {', '.join(builtin_model_names())}")
     target = cache_root() / "models" / f"{TINY_LLAVA}-v{FORMAT_VERSION}-seed{seed}"
-    if (target / "config.json").is_file():
+    if (target / MODEL_CONFIG).is_file():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
@@ -95,7 +97,7 @@ def resolve_builtin_model(name: str, seed: int = 0) -> Path:
         try:
             tmp.rename(target)
         except OSError:  # another process won the race; its copy is identical
-            if not (target / "config.json").is_file():
+            if not (target / MODEL_CONFIG).is_file():
                 raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

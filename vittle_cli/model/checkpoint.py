@@ -187,6 +187,9 @@ def load_vittle_model(
         model, processor = _load_base(ref.source, dtype)
         return model.to(device).eval(), processor
     has_vittle = _check_vittle_files(directory)
+    from vittle_cli.model.safe_load import check_safetensors_dir
+
+    check_safetensors_dir(directory)  # a truncated file fails here with its name, not inside a loader
     if ref.kind == "adapter":
         model, processor = _load_adapter(directory, base, dtype, has_vittle)
     else:

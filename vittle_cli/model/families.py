@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from vittle_cli.errors import ModelError
+from vittle_cli.layout import MODEL_CONFIG
 
 
 @dataclass(frozen=True)
@@ -157,7 +158,7 @@ def _image_only_parent(source: str, hub: dict) -> str | None:
     from transformers.utils import cached_file
 
     for name, key in (
-        ("config.json", "model_type"),
+        (MODEL_CONFIG, "model_type"),
         ("processor_config.json", "processor_class"),
         ("preprocessor_config.json", "processor_class"),
     ):

@@ -90,6 +90,8 @@ def rotate_checkpoints(trainer: Any, run_dir: str) -> None:
     rotate(
         output_dir=run_dir,
         save_total_limit=trainer.args.save_total_limit,
-        best_model_checkpoint=trainer.state.best_model_checkpoint,
+        # The checkpoint a resume started from is kept too: it is the user's way back.
+        best_model_checkpoint=trainer.state.best_model_checkpoint
+        or getattr(trainer, "protected_checkpoint", None),
         use_mtime=False,
     )

@@ -9,7 +9,13 @@ from vittle_cli.launch import LaunchOptions  # noqa: F401  (commands/train.py ta
 
 
 def child_argv(
-    recipe_path: str, overrides: list[str], run_name: str | None, *, resume: str | None, overwrite: bool
+    recipe_path: str,
+    overrides: list[str],
+    run_name: str | None,
+    *,
+    resume: str | None,
+    overwrite: bool,
+    allow_changes: bool = False,
 ) -> list[str]:
     """Arguments of the re-executed `vittle train` (without the launch options); `run_name` pins the run
     directory the parent checked (None: the recipe already names it)."""
@@ -20,6 +26,8 @@ def child_argv(
         argv += ["--resume", resume]
     if overwrite:
         argv.append("--overwrite")
+    if allow_changes:
+        argv.append("--allow-changes")
     return argv
 
 
@@ -32,6 +40,7 @@ def run_train_command(
     overwrite: bool = False,
     launch: LaunchOptions | None = None,
     console=None,
+    allow_changes: bool = False,
 ) -> int:
     """Run `vittle train`: returns the exit code (a launched child's code is passed through).
 
@@ -63,6 +72,7 @@ def run_train_command(
                 None if recipe.output.run_name else run_dir.name,
                 resume=resume,
                 overwrite=overwrite,
+                allow_changes=allow_changes,
             ),
             launcher=launch.launcher,
             nproc_per_node=launch.nproc_per_node,
@@ -80,6 +90,11 @@ def run_train_command(
         return 0
     # Fail fast, before any process starts: the run directory and the checkpoint to resume.
     checkpoint = resolve_resume(run_dir, resume)
+    if relaunch:  # the children check again; this makes a bad resume fail once, before any process starts
+        from vittle_cli.recipe import dump_recipe
+        from vittle_cli.train.resume import check_resume
+
+        check_resume(recipe, run_dir, checkpoint, dump_recipe(recipe), allow_changes=allow_changes)
     prepare_run_dir(run_dir, overwrite=overwrite, resume=checkpoint is not None, is_main=False)
     if relaunch:
         from vittle_cli.launch import run_launch
@@ -90,8 +105,15 @@ def run_train_command(
 
     argv = ["vittle", "train", recipe_path, *overrides]
     argv += (["--resume", resume] if resume else []) + (["--overwrite"] if overwrite else [])
+    argv += ["--allow-changes"] if allow_changes else []
     result = run_train(
-        recipe, recipe_path=recipe_path, resume=resume, overwrite=overwrite, console=console, command=argv
+        recipe,
+        recipe_path=recipe_path,
+        resume=resume,
+        overwrite=overwrite,
+        console=console,
+        command=argv,
+        allow_changes=allow_changes,
     )
     from vittle_cli.train.plan import WorldInfo
 

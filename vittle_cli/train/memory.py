@@ -143,7 +143,7 @@ class PlanSettings:
             lora_dropout=t.lora.dropout,
             qlora_bits=t.qlora.bits,
             qlora_double_quant=t.qlora.double_quant,
-            optimizer=getattr(t, "optimizer", "adamw_torch"),
+            optimizer=t.optimizer,
             zero_stage=int(zero.get("stage", 0)) if ds_config else 0,
             offload_optimizer=offload("offload_optimizer"),
             offload_params=offload("offload_param"),

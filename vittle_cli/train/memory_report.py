@@ -73,7 +73,7 @@ def _alternatives(s: PlanSettings) -> list[tuple[list[str], PlanSettings]]:
     if not s.gradient_checkpointing:
         out.append((["train.gradient_checkpointing=true"], replace(s, gradient_checkpointing=True)))
     if s.batch > 1:
-        batch = max(s.batch // 2, 1) if s.batch > 2 else 1
+        batch = s.batch // 2
         accumulation = s.accumulation * s.batch // batch
         out.append(
             (

@@ -16,7 +16,9 @@ from pathlib import Path
 from vittle_cli.errors import UsageError
 from vittle_cli.layout import FINAL_DIR, LOSS_PLOT, METRICS_FILE, STAGING_DIR
 from vittle_cli.train.plan import WorldInfo
+from vittle_cli.train.resume import check_resume
 from vittle_cli.train.rundir import (
+    lock_run_dir,
     prepare_run_dir,
     resolve_resume,
     run_dir_for,
@@ -175,6 +177,7 @@ def run_train(
     overwrite: bool = False,
     console=None,
     command: list[str] | None = None,
+    allow_changes: bool = False,
 ) -> TrainResult:
     """Train one run described by `recipe` into output.dir/run_name.
 
@@ -185,9 +188,75 @@ def run_train(
         overwrite: remove an existing run directory first.
         console: rich Console for the progress display (stderr by default).
         command: the command line to record in run_info.json (default: this process's argv).
+        allow_changes: let --resume continue with a recipe that differs from the run's (recorded).
     Raises:
-        UsageError: the run directory exists (without --resume/--overwrite) or has nothing to resume.
+        UsageError: the run directory exists (without --resume/--overwrite), has nothing to resume, is
+            in use by another process, or the resume changes the recipe without allow_changes.
+        ModelError: a checkpoint with planted pickles or one that does not fit the recipe.
     """
+    if overwrite and resume:
+        raise UsageError("--overwrite and --resume contradict each other; pass only one")
+    world = WorldInfo.from_env()
+    run_dir = run_dir_for(recipe.output.dir, recipe.output.run_name, recipe_path)
+    lock = lock_run_dir(run_dir) if world.is_main else None  # released when this call ends
+    try:
+        return _run_locked(
+            recipe, run_dir, world, recipe_path, resume, overwrite, console, command, allow_changes
+        )
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _start_run(recipe, run_dir, resume, overwrite, allow_changes, world: WorldInfo, console):
+    """Check the run directory and the checkpoint to resume (every rank, before any rank writes), start
+    DeepSpeed / the process group; returns (checkpoint or None, resolved recipe YAML, allowed recipe
+    changes, DeepSpeed config or None, TrainingArguments). Writes nothing into the run directory."""
+    from vittle_cli.model.builtin import resolve_model_source
+    from vittle_cli.recipe import dump_recipe
+
+    checkpoint = resolve_resume(run_dir, resume)
+    recipe_yaml = dump_recipe(recipe)
+    changes = check_resume(recipe, run_dir, checkpoint, recipe_yaml, allow_changes=allow_changes)
+    prepare_run_dir(run_dir, overwrite=overwrite, resume=checkpoint is not None, is_main=False)
+
+    # Build a built-in model now, outside ZeRO-3's partitioned init (its random init cannot run there).
+    resolve_model_source(recipe.model.name)
+    ds_config = None
+    if recipe.train.deepspeed:
+        from vittle_cli.train.deepspeed import require_deepspeed, resolve_deepspeed_config
+
+        require_deepspeed()
+        ds_config = resolve_deepspeed_config(recipe.train.deepspeed)
+    _init_distributed(ds_config, world)
+    args = build_training_arguments(recipe, run_dir, ds_config, world)
+    if recipe.model.trust_remote_code and world.is_main:
+        from vittle_cli.model.safe_load import remote_code_warning
+
+        _warn(console, remote_code_warning(recipe.model.name, recipe.model.revision))
+    return checkpoint, recipe_yaml, changes, ds_config, args
+
+
+def _start_run_dir(run_dir, world, *, overwrite, checkpoint, recipe, recipe_yaml, changes, command) -> None:
+    """Make the run directory real (main process): clear it if asked, write config.yaml + run_info.json."""
+    from vittle_cli.train.callbacks import truncate_metrics
+
+    prepare_run_dir(run_dir, overwrite=overwrite, resume=checkpoint is not None, is_main=True)
+    info = run_info(
+        seed=recipe.train.seed,
+        world_size=world.world_size,
+        resumed_from=checkpoint and str(checkpoint),
+        command=command,
+    )
+    if changes:
+        info["recipe_changes"] = changes  # allowed with --allow-changes
+    write_run_files(run_dir, recipe_yaml, info)
+    if checkpoint is not None:
+        truncate_metrics(run_dir / METRICS_FILE, _checkpoint_step(checkpoint))
+
+
+def _run_locked(recipe, run_dir, world, recipe_path, resume, overwrite, console, command, allow_changes):
+    """run_train's body, with the run directory locked by the main process."""
     import torch
     from transformers import set_seed
 
@@ -198,16 +267,22 @@ def run_train(
     from vittle_cli.train.deepspeed import zero_stage
     from vittle_cli.train.trainer import VittleTrainer
 
-    if overwrite and resume:
-        raise UsageError("--overwrite and --resume contradict each other; pass only one")
-    world = WorldInfo.from_env()
-    run_dir, checkpoint, ds_config, args = _start_run(recipe, recipe_path, resume, overwrite, command, world)
-
+    checkpoint, recipe_yaml, changes, ds_config, args = _start_run(
+        recipe, run_dir, resume, overwrite, allow_changes, world, console
+    )
     set_seed(recipe.train.seed)  # the bottleneck's initial weights come from this seed
     model, processor = load_model_for_recipe(recipe)
     dataset, report = build_train_dataset(recipe.data, processor, seed=recipe.train.seed)
     if world.is_main:
         logger.info(report.summary())
+    # Only now, with model and data loaded, does the run exist: a start that failed before leaves
+    # nothing that would block its own rerun (and --overwrite deletes the old run only here).
+    with args.main_process_first(desc="run directory", local=False):
+        if world.is_main:
+            _start_run_dir(
+                run_dir, world, overwrite=overwrite, checkpoint=checkpoint, recipe=recipe,
+                recipe_yaml=recipe_yaml, changes=changes, command=command,
+            )  # fmt: skip
 
     callbacks = _callbacks(model, recipe, run_dir, console)
     progress = next(c for c in callbacks if isinstance(c, RichProgressCallback))
@@ -221,6 +296,8 @@ def run_train(
         train_sampler=_train_sampler(recipe, dataset, args, world),
         zero3=ds_config is not None and zero_stage(ds_config) == 3,
     )
+    if checkpoint is not None and checkpoint.resolve().parent == run_dir.resolve():
+        trainer.protected_checkpoint = str(Path(args.output_dir) / checkpoint.name)
     try:
         output = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
         final_dir = _save_final(trainer, run_dir)
@@ -242,46 +319,8 @@ def run_train(
         final_dir=final_dir,
         global_step=trainer.state.global_step,
         max_steps=trainer.state.max_steps,
-        train_loss=output.training_loss,
+        train_loss=_whole_run_loss(trainer, output, checkpoint),
     )
-
-
-def _start_run(recipe, recipe_path, resume, overwrite, command, world: WorldInfo):
-    """Check and create the run directory, start DeepSpeed / the process group, write config.yaml and
-    run_info.json; returns (run_dir, checkpoint to resume or None, DeepSpeed config or None, TrainingArguments).
-    """
-    from vittle_cli.model.builtin import resolve_model_source
-    from vittle_cli.recipe import dump_recipe
-    from vittle_cli.train.callbacks import truncate_metrics
-
-    run_dir = run_dir_for(recipe.output.dir, recipe.output.run_name, recipe_path)
-    checkpoint = resolve_resume(run_dir, resume)
-    # Every rank checks before any rank writes, so all of them see the same directory.
-    prepare_run_dir(run_dir, overwrite=overwrite, resume=checkpoint is not None, is_main=False)
-
-    # Build a built-in model now, outside ZeRO-3's partitioned init (its random init cannot run there).
-    resolve_model_source(recipe.model.name)
-    ds_config = None
-    if recipe.train.deepspeed:
-        from vittle_cli.train.deepspeed import require_deepspeed, resolve_deepspeed_config
-
-        require_deepspeed()
-        ds_config = resolve_deepspeed_config(recipe.train.deepspeed)
-    _init_distributed(ds_config, world)
-    args = build_training_arguments(recipe, run_dir, ds_config, world)
-    with args.main_process_first(desc="run directory", local=False):
-        if world.is_main:
-            prepare_run_dir(run_dir, overwrite=overwrite, resume=checkpoint is not None, is_main=True)
-            info = run_info(
-                seed=recipe.train.seed,
-                world_size=world.world_size,
-                resumed_from=checkpoint and str(checkpoint),
-                command=command,
-            )
-            write_run_files(run_dir, dump_recipe(recipe), info)
-            if checkpoint is not None:
-                truncate_metrics(run_dir / METRICS_FILE, _checkpoint_step(checkpoint))
-    return run_dir, checkpoint, ds_config, args
 
 
 def _callbacks(model, recipe, run_dir: Path, console) -> list:
@@ -323,3 +362,21 @@ def _save_final(trainer, run_dir: Path) -> Path:
         shutil.rmtree(run_dir / STAGING_DIR, ignore_errors=True)
     trainer.accelerator.wait_for_everyone()
     return final
+
+
+def _warn(console, message: str) -> None:
+    from rich.console import Console
+    from rich.markup import escape
+
+    (console or Console(stderr=True)).print(f"[yellow]warning:[/] {escape(message)}", highlight=False)
+
+
+def _whole_run_loss(trainer, output, checkpoint: Path | None) -> float | None:
+    """The printed train loss: the mean over the whole run, also when this process resumed it."""
+    from vittle_cli.train.resume import checkpoint_step, whole_run_loss
+
+    start = checkpoint_step(checkpoint) if checkpoint is not None else 0
+    session_total = getattr(trainer, "_total_loss_scalar", None)
+    if session_total is None and output.training_loss is not None:
+        session_total = output.training_loss * max(trainer.state.global_step - start, 0)
+    return whole_run_loss(checkpoint, session_total, trainer.state.global_step)

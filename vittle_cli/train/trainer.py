@@ -77,6 +77,7 @@ class VittleTrainer(Trainer):
         self._dummy_pending = False
         self._dummy_sum: torch.Tensor | None = None
         self._dummy_hook = self._install_dummy_vision_hook()
+        self.protected_checkpoint: str | None = None  # never rotated away (set for --resume)
         # vittle shows its own rich progress and writes its own log lines.
         self.remove_callback(PrinterCallback)
         self.remove_callback(ProgressCallback)

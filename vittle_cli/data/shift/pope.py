@@ -18,6 +18,7 @@ error that names them: a score over a silently smaller set would not be POPE.
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 
@@ -205,6 +206,7 @@ def load_llava_layout(
             f"POPE labels folder not found: {labels_dir} (pass --labels-dir DIR or --pope-root DIR)"
         )
     rows, warnings = read_questions(questions, splits)
+    _check_confined([str(r["image"]) for r in rows], Path(image_root))  # before any join looks at them
     found = split_instruction([str(r["text"]) for r in rows], instruction)
     report = DataReport(layout="llava", warnings=warnings, extra={"instruction_in_file": found or None})
     if found and found != instruction:
@@ -275,8 +277,33 @@ def _label_file(labels_dir: Path, split: str, splits: list[str]) -> Path:
     return path
 
 
+def images_outside_root(paths: list[str], image_root: Path) -> list[str]:
+    """The image paths (as written in the data) that leave `image_root` by '..' or by being absolute.
+
+    The check is lexical, as for training data: a symlink inside the root (e.g. `val2014 -> /datasets/...`)
+    is the user's own file system and stays allowed; only what the data file writes is confined.
+    """
+    root = os.path.normpath(os.path.abspath(image_root))
+    outside = []
+    for p in paths:
+        full = os.path.normpath(os.path.join(root, p))
+        if not (full == root or full.startswith(root + os.sep)):
+            outside.append(p)
+    return sorted(set(outside))
+
+
+def _check_confined(paths: list[str], image_root: Path) -> None:
+    outside = images_outside_root(paths, image_root)
+    if outside:
+        raise DataError(
+            f"{len(outside)} POPE image paths leave --image-root {image_root}: {_listed(outside)}; "
+            "image paths must be relative to the image root (without '..')"
+        )
+
+
 def _with_images(items: list[EvalItem], image_root: Path, report: DataReport, check: bool) -> ItemSet:
     image_root = Path(image_root)
+    _check_confined([it.image for it in items], image_root)
     if not image_root.is_dir():
         raise DataError(
             f"POPE image folder not found: {image_root} (pass --image-root DIR, e.g. COCO val2014/)"

@@ -15,6 +15,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from vittle_cli.errors import UsageError
+from vittle_cli.fileio import read_utf8
 
 Group = Literal["clean", "visual", "text", "joint"]
 METRICS = ("accuracy", "precision", "recall", "f1", "yes_ratio", "ambiguous", "relative_score")
@@ -304,7 +305,7 @@ def load_suite(name_or_path: str | Path) -> Suite:
             "(or pass the path of a suite .yaml file)"
         )
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = yaml.safe_load(read_utf8(path, "suite", UsageError))
     except (OSError, yaml.YAMLError) as e:
         raise UsageError(f"cannot read suite {path}: {e}") from None
     if not isinstance(raw, dict):
