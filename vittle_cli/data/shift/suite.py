@@ -23,6 +23,11 @@ DEFAULT_SUFFIX = "\nAnswer the question using a single word or phrase."
 _PLACEHOLDER = re.compile(r"\$\{(\w+)\}")
 
 
+def _fill(text: str, variables: dict[str, str]) -> str:
+    """`text` with each `${var}` that `variables` names replaced by its value."""
+    return _PLACEHOLDER.sub(lambda m: variables.get(m.group(1), m.group(0)), text)
+
+
 def _check_name(name: str, kind: str) -> str:
     from vittle_cli.data.shift.registry import get_perturbation
 
@@ -209,15 +214,23 @@ class Suite(_Strict):
         if isinstance(self.data, OpenEndedData):
             values = [v for v in self.data.openended.model_dump().values() if isinstance(v, str)]
             return sorted({m for s in values for m in _PLACEHOLDER.findall(s)})
+        if isinstance(self.data, dict):  # another family's data: its top-level string values
+            return sorted(
+                {m for v in self.data.values() if isinstance(v, str) for m in _PLACEHOLDER.findall(v)}
+            )
         if not isinstance(self.data, PopeData):
             return []
         return self.data.pope.unfilled()
 
     def with_data(self, variables: dict[str, str] | None = None, **fields: str | None) -> Suite:
         """A copy with `${var}` placeholders filled from `variables` and POPE fields (questions,
-        labels_dir, image_root) replaced where given. No-op for builtin data and other task families."""
+        labels_dir, image_root) replaced where given. Other families' data: `${var}` filled in its
+        top-level string values. No-op for builtin data."""
         if isinstance(self.data, OpenEndedData):
             return self._with_openended(variables or {})
+        if isinstance(self.data, dict):
+            data = {k: _fill(v, variables or {}) if isinstance(v, str) else v for k, v in self.data.items()}
+            return self.model_copy(update={"data": data})
         if not isinstance(self.data, PopeData):
             return self
         given = {k: str(v) for k, v in fields.items() if v is not None}
