@@ -36,6 +36,7 @@ def list_tasks() -> list[str]:
     return sorted(_REGISTRY)
 
 
-from vittle_cli.eval.tasks import pope as _pope  # noqa: E402,F401  (registers the built-in families)
+from vittle_cli.eval.tasks import openended as _openended  # noqa: E402,F401  (registers the built-in families)
+from vittle_cli.eval.tasks import pope as _pope  # noqa: E402,F401
 
 __all__ = ["Column", "TaskFamily", "get_task", "list_tasks", "register_task"]
