@@ -9,6 +9,7 @@ from vittle_cli.fileio import save_figure
 
 LOSS_KEYS = ("loss", "ce")
 KL_KEYS = ("kl_v", "kl_t")  # their own panel: KL is orders of magnitude below CE, a flat zero on CE's axis
+SUITE_KEYS = {"suite_clean_accuracy": "clean", "suite_shift_accuracy": "shifted (mean)"}
 
 
 def read_metrics(metrics_jsonl: Path) -> list[dict]:
@@ -26,8 +27,8 @@ def read_metrics(metrics_jsonl: Path) -> list[dict]:
 
 
 def plot_metrics(metrics_jsonl: Path, out_png: Path) -> Path:
-    """Render loss / ce (left), kl_v / kl_t (middle, own axis) and alpha (right) against step into a PNG,
-    atomically.
+    """Render loss / ce (+ eval_loss), kl_v / kl_t (own axis), alpha and, when train.eval_suite ran, clean
+    and shifted accuracy against step, one panel each, into a PNG, atomically.
 
     Args:
         metrics_jsonl: a run's metrics.jsonl ({"step", "loss", "ce", "kl_v", "kl_t", "alpha", ...} per line).
@@ -41,15 +42,19 @@ def plot_metrics(metrics_jsonl: Path, out_png: Path) -> Path:
     import matplotlib.pyplot as plt
 
     rows = [r for r in read_metrics(metrics_jsonl) if "step" in r]
-    fig, (ax_loss, ax_kl, ax_alpha) = plt.subplots(1, 3, figsize=(14, 3.6))
-    for ax, keys, title in (
-        (ax_loss, LOSS_KEYS, "loss terms"),
-        (ax_kl, KL_KEYS, "KL to the prior (per token)"),
-    ):
+    suite_rows = [r for r in rows if any(r.get(k) is not None for k in SUITE_KEYS)]
+    n_panels = 4 if suite_rows else 3
+    fig, axes = plt.subplots(1, n_panels, figsize=(4.8 * n_panels, 3.6))
+    ax_loss, ax_kl, ax_alpha = axes[0], axes[1], axes[2]
+    for ax, keys in ((ax_loss, LOSS_KEYS), (ax_kl, KL_KEYS)):
         for key in keys:
             pts = [(r["step"], r[key]) for r in rows if r.get(key) is not None]
             if pts:
                 ax.plot(*zip(*pts, strict=True), label=key)
+    pts = [(r["step"], r["eval_loss"]) for r in rows if r.get("eval_loss") is not None]
+    if pts:
+        ax_loss.plot(*zip(*pts, strict=True), "o--", label="eval_loss (data.eval)")
+    for ax, title in ((ax_loss, "loss terms"), (ax_kl, "KL to the prior (per token)")):
         ax.set_xlabel("step")
         ax.set_ylabel("value")
         ax.set_title(title)
@@ -61,6 +66,20 @@ def plot_metrics(metrics_jsonl: Path, out_png: Path) -> Path:
     ax_alpha.set_xlabel("step")
     ax_alpha.set_ylabel("alpha")
     ax_alpha.set_title("bottleneck mixing weight")
+    if suite_rows:
+        _plot_robustness(axes[3], suite_rows)
     fig.tight_layout()
     save_figure(fig, out_png)
     return out_png
+
+
+def _plot_robustness(ax, rows: list[dict]) -> None:
+    """train.eval_suite accuracy on clean and shifted inputs against step (the robustness curve)."""
+    for key, label in SUITE_KEYS.items():
+        pts = [(r["step"], r[key]) for r in rows if r.get(key) is not None]
+        if pts:
+            ax.plot(*zip(*pts, strict=True), "o-", label=label)
+    ax.set_xlabel("step")
+    ax.set_ylabel("accuracy")
+    ax.set_title("eval suite while training")
+    ax.legend()

@@ -210,3 +210,11 @@ def test_dry_run_always_shows_global_batch_steps_alpha_and_run_dir(tmp_path, cap
     assert "total optimizer steps: 4" in out  # ceil(ceil(100 / 16) / 2)
     assert "alpha: start " in out and ", middle " in out and ", end " in out
     assert f"run dir: {tmp_path}/tiny" in out
+
+
+def test_shipped_recipe_names_resolve_from_any_directory(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)  # no recipes/ folder here
+    code = vittle("train", "tiny", "--dry-run", "output.dir=runs", "data.limit=8")
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "name: builtin:tiny-llava" in out and "run dir: runs/tiny" in out

@@ -44,6 +44,12 @@ def eval_run(
         None, "--labels-dir", help="Folder of coco_pope_<split>.json label files."
     ),
     image_root: Path = typer.Option(None, "--image-root", help="Folder of the POPE images (COCO val2014)."),
+    source: str = typer.Option(
+        None,
+        "--source",
+        help="ScienceQA/MMMU/MME/MMStar data (fills ${source}): parquet file or folder, save_to_disk "
+        "folder, or hub id.",
+    ),
     list_suites: bool = typer.Option(False, "--list-suites", help="List the shipped suites and exit."),
     nproc_per_node: int = typer.Option(
         1, "--nproc-per-node", min=1, help="Processes (GPUs) per node; questions are sharded by image."
@@ -82,6 +88,8 @@ def eval_run(
       vittle eval --suite pope-shift --model runs/llava15-vittle-f/final --pope-root playground/data/eval/pope
 
       vittle eval --suite lbcoco-shift --model runs/llava15-vittle-f/final --data-root playground/data/eval/llava-bench-coco --judge gpt-4o
+
+      vittle eval --suite mmmu --model runs/llava15-vittle-f/final --source MMMU/MMMU
     """
     if ctx.invoked_subcommand is not None:
         return
@@ -110,7 +118,9 @@ def eval_run(
         max_retries=judge_retries,
         concurrency=judge_concurrency,
     )
-    data_vars = {k: str(v) for k, v in (("pope_root", pope_root), ("data_root", data_root)) if v}
+    data_vars = {
+        k: str(v) for k, v in (("pope_root", pope_root), ("data_root", data_root), ("source", source)) if v
+    }
     pope_files = {
         "questions": questions,
         "labels_dir": labels_dir,
@@ -223,6 +233,8 @@ def _print_suites() -> None:
         data = s.data if isinstance(s.data, str) else "POPE files (--pope-root)"
         if s.is_openended:
             data = f"{s.data.openended.layout} files (--data-root), LLM judge (--judge)"
+        elif isinstance(s.data, dict):
+            data = f"{s.task} data (--source)"
         table.add_row(name, str(len(s.variants)), data, s.description)
     Console().print(table)
 

@@ -83,12 +83,13 @@ def print_table(results: dict, console=None) -> None:
     task = task_info(results)
     columns, primary = task["columns"], task["primary_metric"]
     delta = f"Δ{next((h for h, k, _ in columns if k == primary), primary)}"
+    scale = 100 if next((pct for _, k, pct in columns if k == primary), True) else 1  # MME: raw points
     table = Table(title=f"{results['suite']['name']}: {results['model']}", title_justify="left")
     for col in ("variant", "group", "n", *(h for h, _, _ in columns), delta):
         table.add_column(col, justify="left" if col in ("variant", "group") else "right", no_wrap=True)
     for name, group, m, delta in variant_rows(results):
         # Δ = variant - clean, the same number as results.json's summary.deltas
-        d = f"{delta[primary] * 100:+.1f}" if delta and delta.get(primary) is not None else ""
+        d = f"{delta[primary] * scale:+.1f}" if delta and delta.get(primary) is not None else ""
         cells = [_cell(m.get(k), pct) for _, k, pct in columns]
         table.add_row(name, group, str(m.get("n", "")), *cells, d)
     groups = results["summary"]["groups"]
@@ -96,7 +97,7 @@ def print_table(results: dict, console=None) -> None:
         table.add_section()
         for group, m in groups.items():
             delta = m.get(f"delta_{primary}")
-            d = f"{delta * 100:+.1f}" if delta is not None else ""
+            d = f"{delta * scale:+.1f}" if delta is not None else ""
             cells = [_cell(m.get(k), pct) for _, k, pct in columns]
             table.add_row(f"mean {group}", "", f"{m['variants']} var.", *cells, d)
     console.print(table)

@@ -45,13 +45,46 @@ def _skeleton(recipe):
     return model, processor
 
 
+def _inspect_data(plan: TrainPlan, recipe, processor) -> None:
+    """Run the data pre-scan: per-source counts into the plan; too much bad data fails the dry run (exit 2)."""
+    from vittle_cli.data import BadDataError, build_train_dataset
+    from vittle_cli.data.mixture import source_rows
+    from vittle_cli.errors import UsageError
+
+    try:
+        dataset, report = build_train_dataset(recipe.data, processor, seed=recipe.train.seed)
+    except BadDataError as err:  # data the user must fix before running: a usage-class error (exit 2)
+        raise UsageError(f"--dry-run: {err}") from None
+    plan.n_samples = len(dataset)
+    plan.data_summary = report.summary()
+    plan.data_sources = source_rows(dataset, report)
+
+
+def _count_data(plan: TrainPlan, recipe) -> None:
+    """Samples per epoch counted from the data alone (no processor: the model is not readable here), so the
+    step count never depends on the model being cached. Weights and limits apply as in training."""
+    from vittle_cli.data.mixture import source_entries
+    from vittle_cli.data.sources import load_source
+    from vittle_cli.model.builtin import cache_root
+
+    total = 0
+    for entry in source_entries(recipe.data.train, recipe.data):
+        source = load_source(entry.path, entry.image_root, cache_root() / "datasets", entry.format)
+        n = len(source) if entry.limit is None else min(entry.limit, len(source))
+        total += round(entry.weight * n)
+    plan.n_samples = total
+    plan.data_summary = (
+        f"{total} samples per epoch (counted from the data; checked once the model is readable)"
+    )
+
+
 def build_plan(
     recipe, *, world_size: int = 1, launch_command: list[str] | None = None, run_dir=None
 ) -> TrainPlan:
     """Everything `--dry-run` shows; parts of the model that cannot be read offline become notes.
 
     Raises:
-        DataError: the training data is missing or unusable (the run would fail on it too).
+        DataError / UsageError: the training data is missing or unusable (the run would fail on it too).
     """
     from vittle_cli.recipe import dump_recipe
 
@@ -84,7 +117,10 @@ def build_plan(
         if (bottleneck := get_bottleneck(model)) is not None:
             config = bottleneck.config
         plan.parameters = parameter_summary(model)
-    _add_data(plan, recipe, processor)
+    if processor is not None:
+        _inspect_data(plan, recipe, processor)
+    else:
+        _count_data(plan, recipe)
     if t.max_steps or plan.n_samples:
         plan.total_steps = total_optimizer_steps(
             plan.n_samples or 0,
@@ -102,27 +138,6 @@ def build_plan(
         plan.deepspeed_config = resolve_deepspeed_config(t.deepspeed)
     _add_memory_plan(plan, recipe)
     return plan
-
-
-def _add_data(plan: TrainPlan, recipe, processor) -> None:
-    """Samples of data.train: checked as training checks them when the processor is at hand, else counted
-    from the data alone (so the step count never depends on the model being cached)."""
-    if processor is not None:
-        from vittle_cli.data import build_train_dataset
-
-        dataset, report = build_train_dataset(recipe.data, processor, seed=recipe.train.seed)
-        plan.n_samples = len(dataset)
-        plan.data_summary = report.summary()
-        return
-    from vittle_cli.data.sources import load_source
-    from vittle_cli.model.builtin import cache_root
-
-    source = load_source(recipe.data.train, recipe.data.image_root, cache_root() / "datasets")
-    limit = recipe.data.limit
-    plan.n_samples = len(source) if limit is None else min(limit, len(source))
-    plan.data_summary = (
-        f"{recipe.data.train}: {plan.n_samples} samples (counted; not checked without the processor)"
-    )
 
 
 def _add_memory_plan(plan: TrainPlan, recipe) -> None:
@@ -165,6 +180,13 @@ def print_plan(plan: TrainPlan, console) -> None:
         console.print(table)
     if plan.data_summary:
         console.print(f"data: {escape(plan.data_summary)}")
+    if len(plan.data_sources) > 1 or any(row[3] != 1 for row in plan.data_sources):
+        table = Table(title="data sources", title_justify="left")
+        for column in ("source", "samples", "bad", "weight", "per epoch"):
+            table.add_column(column, justify="left" if column == "source" else "right")
+        for name, total, bad, weight, per_epoch in plan.data_sources:
+            table.add_row(escape(name), f"{total:,}", f"{bad:,}", f"{weight:g}", f"{per_epoch:,}")
+        console.print(table)
     if plan.n_samples is not None:
         console.print(f"training samples: {plan.n_samples:,}")
     console.print(f"world size: {plan.world_size}")

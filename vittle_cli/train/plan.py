@@ -58,6 +58,7 @@ class TrainPlan:
     parameters: list[tuple[str, int, int]] = field(default_factory=list)  # (component, trainable, total)
     n_samples: int | None = None
     data_summary: str | None = None
+    data_sources: list[tuple[str, int, int, float, int]] = field(default_factory=list)  # mixture.source_rows
     world_size: int = 1
     global_batch: int | None = None  # per-device batch x accumulation x world size
     run_dir: str | None = None

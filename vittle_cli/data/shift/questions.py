@@ -24,7 +24,7 @@ from vittle_cli.data.shift.cache import cached_perturbed_image, default_cache_di
 from vittle_cli.data.shift.items import EvalItem, ItemSet
 from vittle_cli.data.shift.registry import derive_seed
 from vittle_cli.data.shift.suite import PopeFiles, Suite, Variant
-from vittle_cli.data.shift.text import perturb_text
+from vittle_cli.data.shift.text import perturb_question
 from vittle_cli.data.shift.visual import perturb_image
 from vittle_cli.errors import UsageError
 
@@ -127,7 +127,8 @@ def shifted_question(suite: Suite, variant: Variant, item: EvalItem) -> str:
     if variant.text is None:
         return item.text
     ts = variant.text
-    return perturb_text(item.text, ts.name, ts.rate, derive_seed(suite.seed, ts.spec, item.question_id))
+    seed = derive_seed(suite.seed, ts.spec, item.question_id)
+    return perturb_question(item.text, ts.name, ts.rate, seed)  # <image N> references stay intact
 
 
 def iter_image_groups(

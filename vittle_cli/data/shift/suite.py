@@ -18,9 +18,14 @@ from vittle_cli.errors import UsageError
 from vittle_cli.fileio import read_utf8
 
 Group = Literal["clean", "visual", "text", "joint"]
-METRICS = ("accuracy", "precision", "recall", "f1", "yes_ratio", "ambiguous", "relative_score")
+METRICS = ("accuracy", "precision", "recall", "f1", "yes_ratio", "ambiguous")
 DEFAULT_SUFFIX = "\nAnswer the question using a single word or phrase."
 _PLACEHOLDER = re.compile(r"\$\{(\w+)\}")
+
+
+def _fill(text: str, variables: dict[str, str]) -> str:
+    """`text` with each `${var}` that `variables` names replaced by its value."""
+    return _PLACEHOLDER.sub(lambda m: variables.get(m.group(1), m.group(0)), text)
 
 
 def _check_name(name: str, kind: str) -> str:
@@ -175,7 +180,7 @@ class Suite(_Strict):
                 f"unknown data {self.data!r}; use 'builtin:shapes' or a {{pope: {{...}}}} mapping"
             )
         if isinstance(self.data, OpenEndedData):
-            return self  # the LLM-judged suites (eval/openended) check their own data
+            raise ValueError("data: {openended: ...} is read by the LLM-judged family; add `task: openended`")
         if isinstance(self.data, dict):
             raise ValueError(
                 "data: the pope task needs 'builtin:shapes' or {pope: {questions, labels_dir, image_root}}"
@@ -209,15 +214,23 @@ class Suite(_Strict):
         if isinstance(self.data, OpenEndedData):
             values = [v for v in self.data.openended.model_dump().values() if isinstance(v, str)]
             return sorted({m for s in values for m in _PLACEHOLDER.findall(s)})
+        if isinstance(self.data, dict):  # another family's data: its top-level string values
+            return sorted(
+                {m for v in self.data.values() if isinstance(v, str) for m in _PLACEHOLDER.findall(v)}
+            )
         if not isinstance(self.data, PopeData):
             return []
         return self.data.pope.unfilled()
 
     def with_data(self, variables: dict[str, str] | None = None, **fields: str | None) -> Suite:
         """A copy with `${var}` placeholders filled from `variables` and POPE fields (questions,
-        labels_dir, image_root) replaced where given. No-op for builtin data and other task families."""
+        labels_dir, image_root) replaced where given. Other families' data: `${var}` filled in its
+        top-level string values. No-op for builtin data."""
         if isinstance(self.data, OpenEndedData):
             return self._with_openended(variables or {})
+        if isinstance(self.data, dict):
+            data = {k: _fill(v, variables or {}) if isinstance(v, str) else v for k, v in self.data.items()}
+            return self.model_copy(update={"data": data})
         if not isinstance(self.data, PopeData):
             return self
         given = {k: str(v) for k, v in fields.items() if v is not None}
@@ -249,8 +262,8 @@ class Suite(_Strict):
 
     @property
     def is_openended(self) -> bool:
-        """True for the LLM-judged suites (answers scored by a judge, not by the POPE rule)."""
-        return isinstance(self.data, OpenEndedData)
+        """True for the LLM-judged suites (`task: openended`; answers scored by a judge)."""
+        return self.task == "openended"
 
 
 def suites_dir() -> Path:
