@@ -68,3 +68,13 @@ def require_deepspeed() -> None:
             "train.deepspeed is set but DeepSpeed is not installed; run `pip install 'vittle[deepspeed]'` "
             "(or remove train.deepspeed to train without it)"
         )
+
+
+def quiet_unless_debug():
+    """A context that swallows what DeepSpeed prints to stdout (not through its logger), unless --debug."""
+    import contextlib
+    import io
+
+    from vittle_cli.errors import debug_enabled
+
+    return contextlib.nullcontext() if debug_enabled() else contextlib.redirect_stdout(io.StringIO())

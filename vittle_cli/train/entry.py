@@ -5,7 +5,10 @@ from __future__ import annotations
 import sys
 
 from vittle_cli.errors import Interrupted, UsageError
-from vittle_cli.launch import LaunchOptions  # noqa: F401  (commands/train.py takes it from here)
+from vittle_cli.launch import (
+    LaunchOptions,
+    is_distributed_child,
+)  # commands/train.py takes LaunchOptions from here
 
 
 def child_argv(
@@ -148,12 +151,10 @@ def run_train_command(
             raise Interrupted(interrupted_message(run_dir, recipe_path, overrides, launch, recipe))
         return code
 
-    from vittle_cli.launch import is_distributed_child
     from vittle_cli.train.run import run_train
 
-    argv = ["vittle", "train", recipe_path, *overrides]
-    argv += (["--resume", resume] if resume else []) + (["--overwrite"] if overwrite else [])
-    argv += ["--allow-changes"] if allow_changes else []
+    argv = ["vittle", "train", recipe_path, *overrides, *(["--resume", resume] if resume else [])]
+    argv += (["--overwrite"] if overwrite else []) + (["--allow-changes"] if allow_changes else [])
     try:
         result = run_train(
             recipe,

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from vittle_cli.errors import UsageError
 from vittle_cli.layout import FINAL_DIR, LOSS_PLOT, METRICS_FILE, STAGING_DIR
+from vittle_cli.train.deepspeed import quiet_unless_debug
 from vittle_cli.train.plan import WorldInfo
 from vittle_cli.train.resume import check_resume
 from vittle_cli.train.rundir import (
@@ -170,14 +171,7 @@ def _init_distributed(ds_config: dict | None, world: WorldInfo) -> None:
         ):
             os.environ.setdefault(key, value)
 
-    import contextlib
-    import io
-
-    from vittle_cli.errors import debug_enabled
-
-    # On CPU DeepSpeed prints "... shm_comm_op built successfully" to stdout; shown with --debug only.
-    quiet = contextlib.nullcontext() if debug_enabled() else contextlib.redirect_stdout(io.StringIO())
-    with quiet:
+    with quiet_unless_debug():  # on CPU DeepSpeed prints "... shm_comm_op built successfully"
         deepspeed.init_distributed(dist_backend="nccl" if torch.cuda.is_available() else "gloo")
 
 
