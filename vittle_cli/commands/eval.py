@@ -146,11 +146,14 @@ def eval_run(
             judge_options=judge_options,
         )
     except KeyboardInterrupt:
-        from vittle_cli.errors import Interrupted
-
         if is_distributed_child():  # the launching parent says it once, for all processes
             raise
-        raise Interrupted(_interrupted_message(suite, model, out)) from None
+    else:
+        return
+    from vittle_cli.errors import Interrupted
+
+    # raised outside `except`: no chained traceback keeps the model and its workers alive
+    raise Interrupted(_interrupted_message(suite, model, out))
 
 
 def _relaunch(ctx: typer.Context, launch) -> None:
