@@ -53,7 +53,10 @@ def write_severity(models: dict[str, dict], out: Path, metric: str | None = None
     if not curves:
         return None
     metric = next(iter(curves.values()))["metric"]
-    doc = {"metric": metric, "models": {k: {"clean": c["clean"], "shifts": c["shifts"]} for k, c in curves.items()}}
+    doc = {
+        "metric": metric,
+        "models": {k: {"clean": c["clean"], "shifts": c["shifts"]} for k, c in curves.items()},
+    }
     json_path = write_json(Path(out) / SEVERITY_JSON, doc)
     return json_path, plot_severity(doc, Path(out) / SEVERITY_PNG)
 
@@ -86,3 +89,12 @@ def plot_severity(doc: dict, path: Path) -> Path:
     axes[0][0].legend(fontsize=7)
     fig.tight_layout()
     return save_figure(fig, path)
+
+
+def compare_severity(paths: list[str], out: Path, metric: str | None = None) -> tuple[Path, Path] | None:
+    """`vittle eval compare --out`: every model's severity curves in one severity.png / severity.json
+    (None, and nothing written, when no input is a sweep)."""
+    from vittle_cli.eval.compare import column_labels, read_results
+
+    docs = [read_results(p) for p in paths]
+    return write_severity(dict(zip(column_labels(docs), docs, strict=True)), out, metric)

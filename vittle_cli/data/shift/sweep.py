@@ -56,6 +56,8 @@ def severity_sweep(suite, severities: list[int], only: list[str] | None = None):
     if not visual and not text:
         raise UsageError(f"suite {suite.name!r} has no visual or text shift with a severity to sweep")
     variants = [v for v in suite.variants if v.group == "clean"]
-    variants += [Variant(group="visual", visual=VisualShift(name=n, severity=s)) for n in visual for s in severities]
+    variants += [
+        Variant(group="visual", visual=VisualShift(name=n, severity=s)) for n in visual for s in severities
+    ]
     variants += [Variant(group="text", text=TextShift(name=n, rate=s)) for n in text for s in severities]
     return suite.model_copy(update={"name": f"{suite.name}-sweep", "variants": variants})
