@@ -125,3 +125,13 @@ def test_upper_bound_terms(setting):
     assert same["jsd_image"] == pytest.approx(0.0, abs=1e-9) and same["jsd_query"] == pytest.approx(
         0.0, abs=1e-9
     )
+
+
+def test_bootstrap_draws_equal_emid_on_the_resampled_questions(setting):
+    """The fast path (networks run once, then indexing) gives what emid() gives on each resample."""
+    clean, shifted, club = setting
+    draws = bootstrap_emid_draws(club, clean, {"s": shifted}, resamples=3, seed=7)
+    rng = np.random.default_rng(7)
+    for r in range(3):
+        idx = rng.integers(0, clean.image.shape[0], size=clean.image.shape[0])
+        assert draws["s"][r] == pytest.approx(emid(club, clean.take(idx), shifted.take(idx)), abs=1e-4)
