@@ -41,10 +41,13 @@ def load_eval_folder(eval_dir: Path):
             "answers (suites lbcoco, lbcoco-shift, lbwild, lbwilder, wvbench)"
         )
     s = results["suite"]
-    suite = Suite.model_validate({
-        "name": s["name"], "description": s.get("description", ""), "seed": s["seed"], "data": s["data"],
-        "prompt_suffix": results.get("prompt_suffix", ""), "variants": results["variants"],
-    })  # fmt: skip
+    try:
+        suite = Suite.model_validate({
+            "name": s["name"], "task": "openended", "seed": s["seed"], "data": s["data"],
+            "prompt_suffix": results.get("prompt_suffix", ""), "variants": results["variants"],
+        })  # fmt: skip
+    except (KeyError, ValueError) as e:  # pydantic's ValidationError is a ValueError
+        raise DataError(f"{results_path}: cannot rebuild the suite from it ({str(e).splitlines()[0]})") from e
     records = {}
     pred_path = eval_dir / _PREDICTIONS
     for line in (read_utf8(pred_path, "predictions", DataError) if pred_path.is_file() else "").splitlines():
