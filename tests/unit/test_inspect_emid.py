@@ -141,3 +141,17 @@ def test_cli_errors_are_one_line(tmp_path, encoders, capsys):
     err = capsys.readouterr().err
     assert "--against 'nope'" in err and "Traceback" not in err
     assert not (out / "emid.json").exists()
+
+
+def test_cli_table_and_json(tmp_path, encoders, capsys, monkeypatch):
+    monkeypatch.setenv("VITTLE_CACHE", str(tmp_path / "cache"))
+    out = _eval_folder(tmp_path)
+    args = ["inspect", "emid", str(out), "--vision-encoder", encoders[0], "--text-encoder", encoders[1],
+            "--train-steps", "10", "--resamples", "10", "--device", "cpu"]  # fmt: skip
+    assert run_cli(args) == 0
+    table = capsys.readouterr().out
+    assert "EMID against 'clean'" in table and "snow@3" in table and "keyboard@3" in table
+    assert run_cli([*args, "--json"]) == 0  # a rerun: everything cached, so stdout is the JSON alone
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["club"]["steps"] == 10 and doc["bootstrap"]["resamples"] == 10 and doc["embedded_now"] == 0
+    assert doc["variants"] == json.loads((out / "emid.json").read_text())["variants"]
