@@ -52,6 +52,34 @@ def child_argv(
     return argv
 
 
+def _launch_command(recipe, recipe_path, overrides, run_dir, launch, resume, overwrite, allow_changes):
+    """The torchrun / deepspeed command that relaunches this `vittle train` on several processes, or None
+    when no launch is wanted or this process already is one of the launched children."""
+    if not launch.wants_launch:
+        return None
+    from vittle_cli.train.launch import build_launch_command, is_distributed_child
+
+    if is_distributed_child():
+        return None
+    return build_launch_command(
+        child_argv(
+            recipe_path,
+            overrides,
+            None if recipe.output.run_name else run_dir.name,
+            resume=resume,
+            overwrite=overwrite,
+            allow_changes=allow_changes,
+        ),
+        launcher=launch.launcher,
+        nproc_per_node=launch.nproc_per_node,
+        nnodes=launch.nnodes,
+        node_rank=launch.node_rank,
+        master_addr=launch.master_addr,
+        master_port=launch.master_port,
+        hostfile=launch.hostfile,
+    )
+
+
 def run_train_command(
     recipe_path: str,
     overrides: list[str],
@@ -79,30 +107,10 @@ def run_train_command(
     if overwrite and resume:
         raise UsageError("--overwrite and --resume contradict each other; pass only one")
     run_dir = run_dir_for(recipe.output.dir, recipe.output.run_name, recipe_path)
-    relaunch = False
-    command = None
-    if launch.wants_launch:
-        from vittle_cli.train.launch import build_launch_command, is_distributed_child
-
-        relaunch = not is_distributed_child()
-    if relaunch:
-        command = build_launch_command(
-            child_argv(
-                recipe_path,
-                overrides,
-                None if recipe.output.run_name else run_dir.name,
-                resume=resume,
-                overwrite=overwrite,
-                allow_changes=allow_changes,
-            ),
-            launcher=launch.launcher,
-            nproc_per_node=launch.nproc_per_node,
-            nnodes=launch.nnodes,
-            node_rank=launch.node_rank,
-            master_addr=launch.master_addr,
-            master_port=launch.master_port,
-            hostfile=launch.hostfile,
-        )
+    command = _launch_command(
+        recipe, recipe_path, overrides, run_dir, launch, resume, overwrite, allow_changes
+    )
+    relaunch = command is not None
     if dry_run:
         from vittle_cli.train.dryrun import build_plan, print_plan
 
