@@ -4,11 +4,16 @@ Prints questions/s of (1) one `model.generate` call per question, (2) left-padde
 and (3) the default engine (the [system prompt + image] prefix computed once per image and its KV cache
 reused for that image's questions), each ratio to (1), and whether the answers are identical to (1).
 The questions are POPE-shaped: Q yes/no questions per image (18 in POPE) and a few new tokens.
+`--family qwen2-vl` runs the same on a tiny Qwen2-VL (M-RoPE positions; built in code like the tests').
+`--text-variants K` adds the cross-variant comparison: the clean questions plus K text-shifted copies
+(pope-shift's text shifts), grouped per variant (each variant re-encodes the image) vs shared per image
+(what `vittle eval` does: text-only variants reuse the clean image's prefix).
 Exits 1 when any answer differs from the reference, 2 on bad options (e.g. --llava7b without CUDA).
 
     python benchmarks/eval_throughput.py                                  # builtin:tiny-llava on CPU
+    python benchmarks/eval_throughput.py --family qwen2-vl                # tiny Qwen2-VL on CPU
+    python benchmarks/eval_throughput.py --text-variants 9 --images 4     # cross-variant prefix sharing
     python benchmarks/eval_throughput.py --llava7b --images 20            # LLaVA-1.5-7B shape, CUDA, bf16
-    python benchmarks/eval_throughput.py --images 4 --questions-per-image 6 --max-new-tokens 8
 """
 
 from __future__ import annotations
@@ -43,6 +48,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         type=int,
         default=1,
         help="torch CPU threads (default 1: the tiny model's matmuls gain nothing from more)",
+    )
+    p.add_argument("--family", default="llava", choices=["llava", "qwen2-vl"], help="tiny model family")
+    p.add_argument(
+        "--text-variants",
+        type=int,
+        default=0,
+        help="also compare per-variant vs shared prefixes over clean + K text-shifted variants (max 9)",
     )
     p.add_argument(
         "--llava7b",
@@ -109,6 +121,36 @@ def build_tiny(device: str, dtype):
     return model.to(device=device, dtype=dtype).eval(), processor
 
 
+def build_tiny_qwen2_vl(device: str, dtype):
+    """The tests' tiny Qwen2-VL (tests/qwen_tiny.py: Qwen2VLProcessor cannot be built without torchvision)."""
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    from qwen_tiny import tiny_qwen2_vl
+
+    model, processor = tiny_qwen2_vl(layers=8, hidden=128)
+    return model.to(device=device, dtype=dtype).eval(), processor
+
+
+def with_text_variants(requests, k: int, shared: bool):
+    """Each request plus k text-shifted copies (pope-shift's first k text shifts); groups per variant,
+    or per image when `shared` (the runner's grouping: same visual shift, same image)."""
+    from vittle_cli.data.shift import load_suite
+    from vittle_cli.data.shift.registry import derive_seed
+    from vittle_cli.data.shift.text import perturb_text
+    from vittle_cli.eval.generate import GenerationRequest
+
+    shifts = [v.text for v in load_suite("pope-shift").variants if v.group == "text"][:k]
+    out = []
+    for n, r in enumerate(requests):
+        question = r.text.removesuffix(POPE_SUFFIX)
+        out.append(GenerationRequest(r.image, r.text, (None, r.group) if shared else ("clean", r.group)))
+        for ts in shifts:
+            text = perturb_text(question, ts.name, ts.rate, derive_seed(0, ts.spec, str(n))) + POPE_SUFFIX
+            out.append(GenerationRequest(r.image, text, (None, r.group) if shared else (ts.spec, r.group)))
+    return out
+
+
 def make_requests(n_images: int, per_image: int):
     """POPE-shaped requests: `per_image` yes/no questions about each of `n_images` noise images."""
     import numpy as np
@@ -164,14 +206,17 @@ def main(argv: list[str] | None = None) -> int:
     dtype = getattr(torch, dtype_name)
 
     t0 = time.perf_counter()
-    model, processor = (build_llava7b if args.llava7b else build_tiny)(device, dtype)
+    builder = (
+        build_llava7b if args.llava7b else build_tiny_qwen2_vl if args.family == "qwen2-vl" else build_tiny
+    )
+    model, processor = builder(device, dtype)
     build_s = time.perf_counter() - t0
     requests = make_requests(args.images, args.questions_per_image)
     prompt_len = len(
         processor(text=[render_prompt(processor, requests[0])], images=[requests[0].image])["input_ids"][0]
     )
     print(
-        f"model: {'LLaVA-1.5-7B-shaped (random)' if args.llava7b else 'builtin:tiny-llava'} on {device} "
+        f"model: {'LLaVA-1.5-7B-shaped (random)' if args.llava7b else name_of(args)} on {device} "
         f"({torch.cuda.get_device_name() if device.startswith('cuda') else 'CPU'}), {dtype_name}, "
         f"built in {build_s:.1f}s; torch {torch.__version__}, transformers {transformers.__version__}"
     )
@@ -211,7 +256,38 @@ def main(argv: list[str] | None = None) -> int:
             f"  {same}/{len(ref)}"
         )
     print(f"distinct reference answers: {len(set(ref))}")
-    return 0 if all(answers == ref for _, answers, _ in rows) else 1
+    ok = all(answers == ref for _, answers, _ in rows)
+    if args.text_variants:
+        ok = compare_variant_grouping(model, processor, requests, args, device) and ok
+    return 0 if ok else 1
+
+
+def name_of(args) -> str:
+    return "tiny Qwen2-VL (random, M-RoPE)" if args.family == "qwen2-vl" else "builtin:tiny-llava"
+
+
+def compare_variant_grouping(model, processor, requests, args, device) -> bool:
+    """Per-variant groups vs one group per image across text-only variants; answers must agree."""
+    from vittle_cli.eval.generate import generate_answers
+
+    k = min(args.text_variants, 9)
+    results = {}
+    for name, shared in (("per-variant prefixes", False), ("shared across variants", True)):
+        reqs = with_text_variants(requests, k, shared)
+        results[name] = timed(
+            lambda reqs=reqs: generate_answers(
+                model, processor, reqs, batch_size=args.batch_size, max_new_tokens=args.max_new_tokens
+            ),
+            device,
+        )
+    (base, base_s), (shared_answers, shared_s) = results.values()
+    n = len(base)
+    print(f"\ncross-variant sharing: clean + {k} text variants = {n} questions ({args.images} images)")
+    print(f"{'grouping':<28}{'seconds':>9}{'q/s':>10}{'ratio':>8}  identical answers")
+    for name, (answers, seconds) in results.items():
+        same = sum(a == b for a, b in zip(answers, base, strict=True))
+        print(f"{name:<28}{seconds:>9.2f}{n / seconds:>10.1f}{base_s / seconds:>7.1f}x  {same}/{n}")
+    return shared_answers == base
 
 
 if __name__ == "__main__":

@@ -33,7 +33,10 @@ class RecipeError(UsageError):
 
 
 class DataError(VittleError):
-    """Training or evaluation data that cannot be used as given (missing files, bad samples)."""
+    """Training or evaluation data that cannot be used as given (missing files, bad samples): the user
+    fixes the input, so exit 2 like a usage error."""
+
+    exit_code = 2
 
 
 class ModelError(VittleError):

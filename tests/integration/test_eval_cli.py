@@ -104,7 +104,7 @@ def test_eval_usage_errors(capsys):
                 "/nonexistent",
             ]
         )
-        == 1
+        == 2  # a data error: the user fixes the input
     )
     assert "POPE labels folder not found" in capsys.readouterr().err
 
@@ -113,3 +113,16 @@ def test_list_suites(capsys):
     assert run_main(["eval", "--list-suites"]) == 0
     listing = capsys.readouterr().out
     assert all(name in listing for name in ("pope", "pope-shift", "shapes", "shapes-shift"))
+
+
+def test_pope_data_errors_are_one_line_exit_2(tmp_path, capsys):
+    from pope_fixtures import make_hf_layout, make_llava_layout
+
+    root = make_llava_layout(tmp_path / "pope")
+    parquet = make_hf_layout(tmp_path / "hf") / "data" / "test-00000-of-00003.parquet"
+    base = ["eval", "--suite", "pope", "--model", "builtin:tiny-llava", "--out", str(tmp_path / "ev")]
+    assert run_main([*base, "--pope-root", str(root), "--questions", str(parquet)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "is a binary file, not JSON lines" in err and "\n" not in err and "Traceback" not in err
+    assert run_main([*base, "--pope-root", str(root), "--pope-layout", "csv"]) == 2
+    assert "--pope-layout" in capsys.readouterr().err

@@ -1,124 +1,197 @@
-"""POPE loading: validation up front, joins by question_id (or image + text), never by position."""
+"""POPE in its three real layouts: detection, the join rules, the single instruction, the errors."""
 
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
-from PIL import Image
+from pope_fixtures import (
+    IMAGES,
+    SPLITS,
+    SUFFIX,
+    hf_rows,
+    label_rows,
+    make_hf_layout,
+    make_llava_layout,
+    make_pope_repo_layout,
+)
 
-from vittle_cli.data.shift.pope import load_pope
-from vittle_cli.errors import DataError
+from vittle_cli.data.shift import load_suite, suite_questions
+from vittle_cli.data.shift.pope import join_labels, load_llava_layout, normalise_text
+from vittle_cli.data.shift.pope_layout import detect_layout, load_pope_files
+from vittle_cli.data.shift.suite import PopeFiles
+from vittle_cli.errors import DataError, UsageError
 
-SPLITS = ["adversarial", "popular", "random"]
-OBJECTS = ["dog", "cat", "car", "bus", "cup", "tie"]
-
-
-def make_pope(root: Path, *, per_split: int = 6, label_ids: str = "same") -> tuple[Path, Path, Path]:
-    """Write a small POPE set: questions numbered globally; labels numbered 'same' (as the questions)
-    or 'per_split' (1..N in each split, as in the POPE repository)."""
-    images = root / "images"
-    images.mkdir(parents=True)
-    for i in range(3):
-        Image.new("RGB", (40, 40), (i * 80, 0, 0)).save(images / f"img{i}.jpg")
-    labels_dir = root / "labels"
-    labels_dir.mkdir()
-    questions, qid = [], 1
-    for split in SPLITS:
-        labels = []
-        for k in range(per_split):
-            row = {"image": f"img{k % 3}.jpg", "text": f"Is there a {OBJECTS[k]} in the image?"}
-            questions.append({"question_id": qid, **row, "category": split})
-            lid = qid if label_ids == "same" else k + 1
-            labels.append({"question_id": lid, **row, "label": "yes" if (k + len(split)) % 2 else "no"})
-            qid += 1
-        (labels_dir / f"coco_pope_{split}.json").write_text("".join(json.dumps(r) + "\n" for r in labels))
-    qfile = root / "questions.jsonl"
-    qfile.write_text("".join(json.dumps(q) + "\n" for q in questions))
-    return qfile, labels_dir, images
+ALL = list(SPLITS)
 
 
-def expected_label(split: str, k: int) -> str:
-    return "yes" if (k + len(split)) % 2 else "no"
+def _load(**files):
+    return load_pope_files(PopeFiles(**files), ALL, instruction=SUFFIX)
 
 
-def _check_labels(items):
-    for it in items:
-        k = OBJECTS.index(it.text.split()[3])
-        assert it.label is None or it.label == expected_label(it.split, k), it
+def _labels_by_text(data):
+    return {(it.split, normalise_text(it.text)): it.label for it in data.items}
 
 
-def test_loads_and_joins_by_question_id(tmp_path):
-    data = load_pope(*make_pope(tmp_path), SPLITS)
-    assert len(data.items) == 18
-    assert all(it.label is not None for it in data.items)
-    _check_labels(data.items)
-    assert {s["joined_by"] for s in data.report.splits.values()} == {"question_id"}
-    assert data.report.warnings == []
+def _expected():
+    return {(s, normalise_text(r["text"])): r["label"] for s in SPLITS for r in label_rows(s)}
 
 
-def test_per_split_label_ids_are_joined_by_image_and_text(tmp_path):
-    data = load_pope(*make_pope(tmp_path, label_ids="per_split"), SPLITS)
-    assert all(it.label is not None for it in data.items)
-    _check_labels(data.items)
-    assert data.report.splits["popular"]["joined_by"] == "image+text"
+def test_llava_layout_joins_every_question_and_records_the_rule(tmp_path):
+    root = make_llava_layout(tmp_path / "pope")
+    data = _load(root=str(root))
+    assert data.report.layout == "llava" and len(data.items) == 18
+    assert _labels_by_text(data) == _expected()
+    rules = {s: v["joined_by"] for s, v in data.report.splits.items()}
+    # adversarial ids agree with the label files (the typo is forgiven); the others are numbered 1e7+
+    assert rules == {"adversarial": "question_id", "random": "image+text", "popular": "image+text"}
+    assert data.report.to_json()["instruction_in_file"] == SUFFIX
+    assert all(not it.text.endswith(SUFFIX) for it in data.items)
+    assert {it.question_id for it in data.items if it.split == "random"} == {
+        str(10000001 + k) for k in range(6)
+    }
 
 
-@pytest.mark.parametrize("label_ids", ["same", "per_split"])
-def test_short_label_file_is_reported_not_misaligned(tmp_path, label_ids):
-    q, labels_dir, images = make_pope(tmp_path, label_ids=label_ids)
-    path = labels_dir / "coco_pope_random.json"
+def test_the_instruction_appears_once_and_text_shifts_never_touch_it(tmp_path):
+    root = make_llava_layout(tmp_path / "pope")
+    suite = load_suite("pope-shift").with_data({"pope_root": str(root)})
+    for variant in ("clean", "char_insert@3", "punctuation@3"):
+        qs = suite_questions(suite, variant, cache_dir=tmp_path / "c")
+        assert all(q.text.count(SUFFIX) == 1 and q.text.endswith(SUFFIX) for q in qs), variant
+    typo = [q for q in suite_questions(suite, "clean", cache_dir=tmp_path / "c") if "imange" in q.text]
+    assert [q.text for q in typo] == [
+        "Is there an umbrella in the imange?" + SUFFIX
+    ]  # the file's own wording
+
+
+def test_position_rule_when_ids_and_texts_disagree_but_images_align(tmp_path):
+    questions = [
+        {
+            "question_id": 100 + k,
+            "image": r["image"],
+            "text": r["text"].replace("Is there", "Is there really") + SUFFIX,
+        }
+        for k, r in enumerate(label_rows("random"))
+    ]
+    joined, rule = join_labels(questions, label_rows("random"), SUFFIX)
+    assert rule == "position" and joined == {
+        str(100 + k): r["label"] for k, r in enumerate(label_rows("random"))
+    }
+
+
+def test_questions_no_rule_can_label_are_an_error_naming_them(tmp_path):
+    root = make_llava_layout(tmp_path / "pope")
+    path = root / "coco" / "coco_pope_random.json"
     lines = path.read_text().splitlines()
-    path.write_text("\n".join(lines[:2] + lines[3:]) + "\n")  # drop the third label row
-    data = load_pope(q, labels_dir, images, SPLITS)
-    rand = [it for it in data.items if it.split == "random"]
-    assert [it.label is None for it in rand] == [False, False, True, False, False, False]
-    _check_labels(data.items)  # every remaining label still belongs to its own question
-    assert data.report.splits["random"]["unlabelled"] == 1
-    assert any("random: 1 of 6 questions have no label" in w for w in data.report.warnings)
+    path.write_text(
+        "\n".join(lines[:2] + lines[3:]) + "\n"
+    )  # an old short label file: 5 rows for 6 questions
+    with pytest.raises(DataError, match=r"1 of 6 questions of split 'random'.*question_id 10000003") as e:
+        _load(root=str(root))
+    assert "\n" not in str(e.value)
 
 
-def test_duplicate_question_ids_are_an_error(tmp_path):
-    q, labels_dir, images = make_pope(tmp_path)
+def test_pope_repository_layout_reads_questions_from_the_label_files(tmp_path):
+    pope, images = make_pope_repo_layout(tmp_path)
+    for root in (pope, pope / "output" / "coco"):
+        data = _load(root=str(root), image_root=str(images))
+        assert data.report.layout == "pope" and _labels_by_text(data) == _expected()
+        assert [it.question_id for it in data.items if it.split == "popular"] == [str(k) for k in range(1, 7)]
+    with pytest.raises(DataError, match="--image-root"):
+        _load(root=str(pope))
+
+
+@pytest.mark.parametrize("form", ["file", "folder", "save_to_disk"])
+def test_hf_layout_from_parquet_and_saved_datasets(tmp_path, form):
+    root = make_hf_layout(tmp_path / "hf")
+    if form == "file":
+        source = root / "data" / "test-00000-of-00003.parquet"
+    elif form == "folder":
+        source = root
+    else:
+        import datasets
+
+        source = tmp_path / "saved"
+        features = datasets.Features(
+            {
+                k: datasets.Value("string")
+                for k in ("question_id", "question", "answer", "image_source", "category")
+            }
+            | {"image": datasets.Image()}
+        )
+        datasets.Dataset.from_list(hf_rows(), features=features).save_to_disk(str(source))
+    data = _load(root=str(source))
+    assert data.report.layout == "hf"
+    n = 6 if form == "file" else 18
+    assert len(data.items) == n and data.report.to_json()["instruction_in_file"] is None
+    expected = _expected()
+    assert all(expected[(it.split, normalise_text(it.text))] == it.label for it in data.items)
+    first = data.items[0]
+    assert first.images == (IMAGES[0].removesuffix(".jpg"),)
+    assert data.images.open(first.image).size == (48, 40)
+
+
+def test_hub_id_goes_through_datasets_and_fails_in_one_line_offline(tmp_path, monkeypatch):
+    import datasets
+
+    calls = []
+
+    def offline(name, split=None, **kw):
+        calls.append((name, split))
+        raise ConnectionError("Couldn't reach 'lmms-lab/POPE' on the Hub (LocalEntryNotFoundError)\nmore")
+
+    monkeypatch.setattr(datasets, "load_dataset", offline)
+    monkeypatch.chdir(tmp_path)
+    assert detect_layout(PopeFiles(root="lmms-lab/POPE")) == "hf"
+    with pytest.raises(DataError, match=r"cannot load lmms-lab/POPE .*--pope-root DIR") as e:
+        _load(root="lmms-lab/POPE")
+    assert calls == [("lmms-lab/POPE", "test")] and "\n" not in str(e.value)
+
+
+def test_no_data_says_where_each_layout_comes_from(tmp_path):
+    suite = load_suite("pope")
+    with pytest.raises(UsageError) as e:
+        suite_questions(suite, "clean")
+    msg = str(e.value)
+    for needle in ("--pope-root", "llava_pope_test.jsonl", "RUCAIBox/POPE", "lmms-lab/POPE", "--questions"):
+        assert needle in msg
+    with pytest.raises(DataError, match="holds no POPE layout"):
+        _load(root=str(tmp_path))
+    (tmp_path / "pope").mkdir()
+    with pytest.raises(DataError, match="does not exist"):  # a mistyped path, not a hub id
+        detect_layout(PopeFiles(root=str(tmp_path / "pope" / "llava")))
+
+
+def test_a_binary_file_where_text_is_expected_is_a_data_error(tmp_path):
+    root = make_llava_layout(tmp_path / "pope")
+    parquet = make_hf_layout(tmp_path / "hf") / "data" / "test-00000-of-00003.parquet"
+    with pytest.raises(DataError, match="is a binary file, not JSON lines"):
+        _load(questions=str(parquet), labels_dir=str(root / "coco"), image_root=str(root / "val2014"))
+
+
+def test_duplicate_ids_missing_images_and_bad_rows_are_named(tmp_path):
+    root = make_llava_layout(tmp_path / "pope")
+    q = root / "llava_pope_test.jsonl"
     rows = q.read_text().splitlines()
     q.write_text("\n".join(rows + [rows[0]]) + "\n")
     with pytest.raises(DataError, match="repeats question_id 1"):
-        load_pope(q, labels_dir, images, SPLITS)
-
-
-def test_missing_images_are_named(tmp_path):
-    q, labels_dir, images = make_pope(tmp_path)
-    (images / "img2.jpg").unlink()
-    with pytest.raises(DataError, match=r"1 POPE images missing .*img2\.jpg.*--image-root"):
-        load_pope(q, labels_dir, images, SPLITS)
-
-
-def test_missing_files_name_the_option(tmp_path):
-    q, labels_dir, images = make_pope(tmp_path)
-    with pytest.raises(DataError, match="--questions"):
-        load_pope(tmp_path / "nope.jsonl", labels_dir, images, SPLITS)
-    (labels_dir / "coco_pope_popular.json").unlink()
-    with pytest.raises(DataError, match="coco_pope_popular.json"):
-        load_pope(q, labels_dir, images, SPLITS)
-    with pytest.raises(DataError, match="--image-root"):
-        load_pope(q, labels_dir, tmp_path / "no-images", SPLITS)
-
-
-def test_malformed_rows_are_errors_with_line_numbers(tmp_path):
-    q, labels_dir, images = make_pope(tmp_path)
-    q.write_text(q.read_text() + "{not json\n")
+        _load(root=str(root))
+    q.write_text("\n".join(rows) + "\n{not json\n")
     with pytest.raises(DataError, match="line 19 is not valid JSON"):
-        load_pope(q, labels_dir, images, SPLITS)
-    q, labels_dir, images = make_pope(tmp_path / "b")
-    (labels_dir / "coco_pope_random.json").write_text(
-        json.dumps({"question_id": 13, "label": "maybe"}) + "\n"
+        _load(root=str(root))
+    q.write_text("\n".join(rows) + "\n")
+    (root / "val2014" / IMAGES[2]).unlink()
+    with pytest.raises(DataError, match=rf"1 POPE images missing .*{IMAGES[2]}.*--image-root"):
+        _load(root=str(root))
+    (root / "coco" / "coco_pope_random.json").write_text(
+        json.dumps({"question_id": 1, "label": "maybe"}) + "\n"
     )
     with pytest.raises(DataError, match="label 'maybe'"):
-        load_pope(q, labels_dir, images, SPLITS)
+        load_llava_layout(q, root / "coco", root / "val2014", ["random"], check_images=False)
 
 
 def test_other_categories_are_skipped_with_a_warning(tmp_path):
-    data = load_pope(*make_pope(tmp_path), ["random"])
+    root = make_llava_layout(tmp_path / "pope")
+    data = load_pope_files(PopeFiles(root=str(root)), ["random"], instruction=SUFFIX)
     assert {it.split for it in data.items} == {"random"}
     assert any("category 'popular' skipped" in w for w in data.report.warnings)

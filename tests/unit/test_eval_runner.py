@@ -10,7 +10,7 @@ import pytest
 import yaml
 from rich.console import Console
 
-from vittle_cli.errors import UsageError
+from vittle_cli.errors import DataError, UsageError
 from vittle_cli.eval.compare import run_compare
 from vittle_cli.eval.runner import run_eval
 
@@ -90,15 +90,12 @@ def test_full_run_writes_results_and_groups_requests(suite_file, tmp_path):
     res = _run(suite_file, out, fake)
     n_questions = 3 * LIMIT
     assert fake.loads == 1 and len(fake.requests) == 4 * n_questions
-    for r in fake.requests:  # one image object per (variant, image) group
+    for r in fake.requests:  # one image object per (visual shift, image) group
         same = [o for o in fake.requests if o.group == r.group]
         assert all(o.image is r.image for o in same)
-    assert {r.group[0] for r in fake.requests} == {
-        "clean",
-        "contrast@3",
-        "word_swap@3",
-        "contrast@3+word_swap@3",
-    }
+    # text-only variants share the clean image's group, joint variants their visual variant's
+    assert {r.group[0] for r in fake.requests} == {None, "contrast@3"}
+    assert len({r.group for r in fake.requests}) == len({r.group[1] for r in fake.requests}) * 2
 
     doc = json.loads((out / "results.json").read_text())
     assert doc == res
@@ -181,13 +178,17 @@ def test_larger_limit_reuses_cached_answers(suite_file, tmp_path):
     assert len(fake.requests) == 4 * 3  # one more question per split, for each variant
 
 
-def test_compare_reports_deltas(suite_file, tmp_path):
+def test_compare_reports_deltas_names_columns_by_model_and_plots_group_means(suite_file, tmp_path):
     a, b = tmp_path / "a", tmp_path / "b"
     ra = _run(suite_file, a, FakeModel())
-    rb = _run(suite_file, b, FakeModel(), max_new_tokens=4)  # same answers, another fingerprint
+    rb = run_eval(str(suite_file), "other-model", out=b, limit=LIMIT, generate=FakeModel().generate,
+                  load_model=FakeModel().load, cache_dir=tmp_path / "c", console=Console(quiet=True))  # fmt: skip
     doc = run_compare([str(a), str(b / "results.json")], out=tmp_path / "cmp", console=Console(quiet=True))
+    assert doc["columns"] == ["fake-model", "other-model"] and doc["metric"] == "f1"
     assert doc["variants"] == [v["name"] for v in ra["variants"]]
     assert doc["values"][1][0] == rb["metrics"]["clean"]["all"]["f1"]
+    assert doc["groups"] == ["clean", "visual", "text", "joint"]
+    assert doc["group_values"][0][2] == ra["summary"]["groups"]["text"]["f1"]
     assert (tmp_path / "cmp" / "compare.png").is_file() and (tmp_path / "cmp" / "compare.json").is_file()
     with pytest.raises(UsageError, match="at least two"):
         run_compare([str(a)])
@@ -195,29 +196,33 @@ def test_compare_reports_deltas(suite_file, tmp_path):
         run_compare([str(a), str(tmp_path / "nothing")])
 
 
-def test_pope_suite_in_llava_layout_with_a_short_label_file(tmp_path):
-    """The shipped `pope` suite on a small POPE folder (--pope-root): per-split label ids as in the POPE
-    repository, and a random label file one row short; unlabelled questions are neither asked nor scored."""
-    from PIL import Image
+def test_compare_refuses_runs_that_measured_different_things_unless_common(suite_file, tmp_path):
+    a, b, c = tmp_path / "a", tmp_path / "b", tmp_path / "c"
+    _run(suite_file, a, FakeModel())
+    run_eval(str(suite_file), "fake-model", out=b, limit=LIMIT + 1, generate=FakeModel().generate,
+             load_model=FakeModel().load, cache_dir=tmp_path / "ic", console=Console(quiet=True))  # fmt: skip
+    with pytest.raises(UsageError, match=r"limit 2 vs 3.*--common"):
+        run_compare([str(a), str(b)], console=Console(quiet=True))
+    doc = run_compare([str(a), str(b)], common=True, console=Console(quiet=True))
+    assert doc["common_questions"] == 3 * LIMIT
+    assert doc["values"][0] == doc["values"][1]  # same fake answers on the same questions
+    other = json.loads((a / "results.json").read_text())
+    other["suite"]["name"] = "another-suite"
+    c.mkdir()
+    (c / "results.json").write_text(json.dumps(other))
+    with pytest.raises(UsageError, match="suite 'mini' vs 'another-suite'"):
+        run_compare([str(a), str(c)], console=Console(quiet=True))
+    with pytest.raises(UsageError, match="unknown metric 'bleu'"):
+        run_compare([str(a), str(a)], metric="bleu", console=Console(quiet=True))
 
-    root = tmp_path / "pope"
-    (root / "val2014").mkdir(parents=True)
-    (root / "coco").mkdir()
-    for i in range(2):
-        Image.new("RGB", (64, 48), (0, 90 * i, 0)).save(root / "val2014" / f"COCO_val2014_{i:012d}.jpg")
-    questions, qid = [], 1
-    for split in ("adversarial", "popular", "random"):
-        labels = []
-        for k, obj in enumerate(["dog", "cat", "car", "bus"]):
-            row = {"image": f"COCO_val2014_{k % 2:012d}.jpg", "text": f"Is there a {obj} in the image?"}
-            questions.append({"question_id": qid, **row, "category": split})
-            labels.append({"question_id": k + 1, **row, "label": "yes" if k % 2 else "no"})
-            qid += 1
-        if split == "random":
-            labels = labels[:-1]
-        (root / "coco" / f"coco_pope_{split}.json").write_text("".join(json.dumps(r) + "\n" for r in labels))
-    (root / "llava_pope_test.jsonl").write_text("".join(json.dumps(q) + "\n" for q in questions))
 
+@pytest.mark.parametrize("layout", ["llava", "hf"])
+def test_pope_suite_on_real_layouts_asks_every_question_once_with_one_instruction(tmp_path, layout):
+    """The shipped `pope` suite on a small POPE folder (--pope-root); the join rule of each split is in
+    results.json; a label file that cannot label every question stops the run before the model loads."""
+    from pope_fixtures import SUFFIX, make_hf_layout, make_llava_layout
+
+    root = (make_llava_layout if layout == "llava" else make_hf_layout)(tmp_path / "pope")
     fake = FakeModel()
     res = run_eval(
         "pope",
@@ -229,28 +234,27 @@ def test_pope_suite_in_llava_layout_with_a_short_label_file(tmp_path):
         cache_dir=tmp_path / "img-cache",
         console=Console(quiet=True),
     )
-    assert len(fake.requests) == 11
-    assert res["metrics"]["clean"]["splits"]["random"]["n"] == 3
-    assert res["metrics"]["clean"]["all"]["n"] == 11
-    report = res["data_report"]["splits"]
-    assert report["random"] == {
-        "questions": 4,
-        "label_rows": 3,
-        "labelled": 3,
-        "unlabelled": 1,
-        "joined_by": "image+text",
-    }
-    assert res["suite"]["data"]["pope"]["questions"] == str(root / "llava_pope_test.jsonl")
-    # the labels followed their questions: "bus" (k=3, yes) is the unlabelled one
-    asked = {r.text.split("\n")[0] for r in fake.requests}
-    assert "Is there a bus in the image?" in asked  # asked in the other splits
-    preds = _lines(tmp_path / "ev" / "predictions.jsonl")
-    assert all(p["label"] == ("yes" if ("cat" in p["text"] or "bus" in p["text"]) else "no") for p in preds)
-    assert not any(p["split"] == "random" and "bus" in p["text"] for p in preds)
+    assert len(fake.requests) == 18 and all(r.text.count(SUFFIX) == 1 for r in fake.requests)
+    assert res["metrics"]["clean"]["all"]["n"] == 18
+    report = res["data_report"]
+    assert report["layout"] == layout
+    if layout == "llava":
+        assert {s: v["joined_by"] for s, v in report["splits"].items()} == {
+            "adversarial": "question_id",
+            "popular": "image+text",
+            "random": "image+text",
+        }
+        labels = root / "coco" / "coco_pope_random.json"
+        labels.write_text("".join(labels.read_text().splitlines(keepends=True)[:-1]))
+        fake = FakeModel()
+        with pytest.raises(DataError, match="1 of 6 questions of split 'random'"):
+            run_eval("pope", "m", out=tmp_path / "ev2", data_vars={"pope_root": str(root)},
+                     generate=fake.generate, load_model=fake.load, console=Console(quiet=True))  # fmt: skip
+        assert fake.loads == 0
 
 
 def test_prefetch_keeps_order_and_raises_producer_errors():
-    from vittle_cli.eval.runner import _prefetch
+    from vittle_cli.eval.answering import prefetch as _prefetch
 
     assert list(_prefetch(iter(range(5)))) == [0, 1, 2, 3, 4]
 
@@ -282,4 +286,5 @@ def test_questions_are_streamed_in_chunks_not_materialised(suite_file, tmp_path)
         console=Console(quiet=True),
     )
     assert sum(sizes) == 4 * 3 * 6
-    assert len(sizes) > 4 and max(sizes) < 3 * 6  # many calls per variant, each a few images' questions
+    # variants sharing an image are answered together (2 per visual shift here), a few images per call
+    assert len(sizes) >= 4 and max(sizes) < 2 * 3 * 6

@@ -8,6 +8,7 @@ import torch
 from PIL import Image
 
 from vittle_cli.errors import UsageError
+from vittle_cli.eval import encode
 from vittle_cli.eval import generate as gen
 from vittle_cli.eval.generate import GenerationRequest, generate_answers, generate_one_at_a_time
 from vittle_cli.model.builtin import IMAGE_SEQ_LENGTH
@@ -193,10 +194,16 @@ def test_cached_prefix_first_token_logits_match_full_forward(weights, tiny_llava
 
 def test_shared_prefix_refuses_to_split_an_image():
     img = 99
-    assert gen._shared_prefix([[1, 2, img, img, 5, 6], [1, 2, img, img, 5, 7]], {img}) == [1, 2, img, img, 5]
-    assert gen._shared_prefix([[1, 2, img, 4], [1, 3, img, 4]], {img}) is None  # diverges before the image
-    assert gen._shared_prefix([[1, 2, 3], [1, 2, 3]], {img}) == [1, 2]  # identical: keep a token to feed
-    assert gen._shared_prefix([[1, 2, 3]], {img}) is None
+    assert encode._shared_prefix([[1, 2, img, img, 5, 6], [1, 2, img, img, 5, 7]], {img}) == [
+        1,
+        2,
+        img,
+        img,
+        5,
+    ]
+    assert encode._shared_prefix([[1, 2, img, 4], [1, 3, img, 4]], {img}) is None  # diverges before the image
+    assert encode._shared_prefix([[1, 2, 3], [1, 2, 3]], {img}) == [1, 2]  # identical: keep a token to feed
+    assert encode._shared_prefix([[1, 2, 3]], {img}) is None
 
 
 def test_with_vittle_bottleneck_attached(reference, tiny_model_dir):
@@ -246,23 +253,6 @@ def test_reference_ignores_the_models_generation_settings(diverse, reference):
     assert penalised != reference[:4]  # the setting matters for these prompts ...
     assert plain == reference[:4]  # ... and the reference protocol stays plain greedy
     assert model.generation_config.repetition_penalty == saved
-
-
-def test_multimodal_rope_models_fall_back_to_the_reference(tiny_llava, monkeypatch):
-    model, processor = tiny_llava
-    calls = []
-
-    def reference(*args, **kwargs):
-        calls.append(args[2])
-        return ["answer"] * len(args[2])
-
-    monkeypatch.setattr(gen, "generate_one_at_a_time", reference)
-    reqs = _requests()[:3]
-    assert gen._uses_multimodal_rope(model) is False
-    monkeypatch.setattr(model.model, "get_rope_index", lambda *a, **k: None, raising=False)
-    progress = []
-    assert generate_answers(model, processor, reqs, on_progress=progress.append) == ["answer"] * 3
-    assert calls == [reqs] and progress == [3]
 
 
 def test_errors_and_empty(diverse):

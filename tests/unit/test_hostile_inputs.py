@@ -17,31 +17,32 @@ def _one_line(err: str) -> str:
 
 
 def test_pope_image_paths_are_confined_to_the_image_root_but_symlinks_inside_it_work(tmp_path):
-    import sys
-    from pathlib import Path
+    from pope_fixtures import IMAGES, SPLITS, make_llava_layout
 
-    sys.path.insert(0, str(Path(__file__).parent))
-    from test_eval_pope_data import SPLITS, make_pope
+    from vittle_cli.data.shift.pope import load_llava_layout
 
-    from vittle_cli.data.shift.pope import load_pope
+    root = make_llava_layout(tmp_path / "pope")
+    q, labels_dir, images = root / "llava_pope_test.jsonl", root / "coco", root / "val2014"
 
-    q, labels_dir, images = make_pope(tmp_path)
+    def load():
+        return load_llava_layout(q, labels_dir, images, list(SPLITS), check_images=False)
+
     secret = tmp_path / "secret.jpg"
-    secret.write_bytes((images / "img0.jpg").read_bytes())
+    secret.write_bytes((images / IMAGES[0]).read_bytes())
     # a symlinked folder inside the root is the user's own file system: allowed
     elsewhere = tmp_path / "datasets"
     elsewhere.mkdir()
-    (elsewhere / "img9.jpg").write_bytes((images / "img0.jpg").read_bytes())
+    (elsewhere / IMAGES[0]).write_bytes((images / IMAGES[0]).read_bytes())
     (images / "coco").symlink_to(elsewhere)
     rows = [json.loads(x) for x in q.read_text().splitlines()]
-    rows[0]["image"] = "coco/img9.jpg"
+    rows[0]["image"] = f"coco/{IMAGES[0]}"
     q.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    assert load_pope(q, labels_dir, images, SPLITS).items[0].image == "coco/img9.jpg"
+    assert load().items[0].image == f"coco/{IMAGES[0]}"
     for bad in ("../secret.jpg", str(secret)):
         rows[0]["image"] = bad
         q.write_text("".join(json.dumps(r) + "\n" for r in rows))
         with pytest.raises(DataError, match=r"leave --image-root"):
-            load_pope(q, labels_dir, images, SPLITS)
+            load()
 
 
 def test_non_utf8_recipe_and_recipe_directory(tmp_path, capsys):

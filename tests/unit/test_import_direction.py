@@ -11,7 +11,7 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parents[2] / "vittle_cli"
 # Lower ranks never import higher ones; packages of the same rank never import each other.
 RANKS = {
-    **dict.fromkeys(("__init__", "errors", "layout", "fileio", "plots"), 0),
+    **dict.fromkeys(("__init__", "errors", "layout", "fileio", "plots", "launch"), 0),
     **dict.fromkeys(("recipe", "recipe_files", "recipe_load", "recipe_reference"), 0),
     "model": 1,
     "data": 2,

@@ -1,4 +1,4 @@
-"""train/launch.py: launcher command lines (checked by the launchers' own parsers), validation, run_launch."""
+"""launch.py: launcher command lines (checked by the launchers' own parsers), validation, run_launch."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import time
 import pytest
 
 from vittle_cli.errors import UsageError
-from vittle_cli.train.launch import (
+from vittle_cli.launch import (
     build_launch_command,
     is_distributed_child,
     run_launch,
@@ -137,7 +137,7 @@ def test_ctrl_c_is_forwarded_and_returns_130(tmp_path):
         time.sleep(60)
     """)
     parent = (
-        "import sys; from vittle_cli.train.launch import run_launch; "
+        "import sys; from vittle_cli.launch import run_launch; "
         f"sys.exit(run_launch([sys.executable, '-c', {child!r}]))"
     )
     proc = subprocess.Popen([sys.executable, "-c", parent], stderr=subprocess.PIPE, text=True)

@@ -84,7 +84,7 @@ def test_pope_placeholders_must_be_filled():
         load_suite_data(suite)
     filled = suite.with_data({"pope_root": "/data/pope"})
     assert filled.placeholders() == []
-    assert filled.data.pope.questions == "/data/pope/llava_pope_test.jsonl"
+    assert filled.data.pope.root == "/data/pope"
     explicit = suite.with_data(None, questions="/q.jsonl", labels_dir="/l", image_root="/i")
     assert (explicit.data.pope.questions, explicit.data.pope.image_root) == ("/q.jsonl", "/i")
 

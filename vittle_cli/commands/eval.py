@@ -36,12 +36,28 @@ def eval_run(
     ),
     base: Base = None,
     pope_root: PopeRoot = None,
+    pope_layout: str = typer.Option(
+        None, "--pope-layout", help="Force the POPE layout: llava, pope or hf (default: detected)."
+    ),
     questions: Path = typer.Option(None, "--questions", help="POPE question file (llava_pope_test.jsonl)."),
     labels_dir: Path = typer.Option(
         None, "--labels-dir", help="Folder of coco_pope_<split>.json label files."
     ),
     image_root: Path = typer.Option(None, "--image-root", help="Folder of the POPE images (COCO val2014)."),
+    source: str = typer.Option(
+        None,
+        "--source",
+        help="ScienceQA/MMMU/MME/MMStar data (fills ${source}): parquet file or folder, save_to_disk "
+        "folder, or hub id.",
+    ),
     list_suites: bool = typer.Option(False, "--list-suites", help="List the shipped suites and exit."),
+    nproc_per_node: int = typer.Option(
+        1, "--nproc-per-node", min=1, help="Processes (GPUs) per node; questions are sharded by image."
+    ),
+    nnodes: int = typer.Option(1, "--nnodes", min=1, help="Number of nodes."),
+    node_rank: int = typer.Option(0, "--node-rank", min=0, help="This node's rank (multi-node torchrun)."),
+    master_addr: str = typer.Option("127.0.0.1", "--master-addr", help="Address of the rank-0 node."),
+    master_port: int = typer.Option(29500, "--master-port", help="Port of the rank-0 node."),
     data_root: Path = typer.Option(
         None, "--data-root", help="Folder of an LLM-judged suite's files (fills ${data_root})."
     ),
@@ -69,11 +85,11 @@ def eval_run(
 
       vittle eval --suite shapes-shift --model runs/tiny/final --limit 50
 
-      vittle eval --suite pope-shift --model runs/llava15-vittle-f/final --pope-root playground/data/eval/pope --device cuda
+      vittle eval --suite pope-shift --model runs/llava15-vittle-f/final --pope-root playground/data/eval/pope
 
       vittle eval --suite lbcoco-shift --model runs/llava15-vittle-f/final --data-root playground/data/eval/llava-bench-coco --judge gpt-4o
 
-      vittle eval compare evals/baseline/pope-shift evals/vittle-f/pope-shift
+      vittle eval --suite mmmu --model runs/llava15-vittle-f/final --source MMMU/MMMU
     """
     if ctx.invoked_subcommand is not None:
         return
@@ -86,6 +102,12 @@ def eval_run(
         raise UsageError(
             "vittle eval needs --suite and --model (see vittle eval --help, vittle eval --list-suites)"
         )
+    from vittle_cli.launch import LaunchOptions, is_distributed_child
+
+    launch = LaunchOptions(nproc_per_node, nnodes, node_rank, master_addr, master_port)
+    if launch.wants_launch and not is_distributed_child():
+        _relaunch(ctx, launch)
+        return
     from vittle_cli.eval.judge.backends import JudgeOptions
     from vittle_cli.eval.runner import run_eval
 
@@ -96,8 +118,15 @@ def eval_run(
         max_retries=judge_retries,
         concurrency=judge_concurrency,
     )
-    data_vars = {k: str(v) for k, v in (("pope_root", pope_root), ("data_root", data_root)) if v}
-    pope_files = {"questions": questions, "labels_dir": labels_dir, "image_root": image_root}
+    data_vars = {
+        k: str(v) for k, v in (("pope_root", pope_root), ("data_root", data_root), ("source", source)) if v
+    }
+    pope_files = {
+        "questions": questions,
+        "labels_dir": labels_dir,
+        "image_root": image_root,
+        "layout": pope_layout,
+    }
     run_eval(
         suite,
         model,
@@ -117,6 +146,44 @@ def eval_run(
     )
 
 
+def _relaunch(ctx: typer.Context, launch) -> None:
+    """Re-run this `vittle eval` under torchrun, one process per shard, and pass its exit code on."""
+    from vittle_cli.eval.runner import prepare_suite
+    from vittle_cli.launch import build_launch_command, run_launch
+
+    p = ctx.params
+    pope_vars = {"pope_root": p["pope_root"]} if p["pope_root"] else None
+    pope_files = {k: p[k] for k in ("questions", "labels_dir", "image_root") if p[k] is not None}
+    suite, _ = prepare_suite(p["suite"], pope_vars, {k: str(v) for k, v in pope_files.items()})  # fail early
+    if suite.is_openended:
+        from vittle_cli.errors import UsageError
+
+        raise UsageError(
+            f"--nproc-per-node shards the questions of POPE-family suites; run {suite.name!r} (LLM-judged) in "
+            "one process"
+        )
+    argv = ["eval"]
+    for name, value in p.items():
+        if name in ("list_suites", "nproc_per_node", "nnodes", "node_rank", "master_addr", "master_port"):
+            continue
+        if isinstance(value, bool):
+            argv += [f"--{name.replace('_', '-')}"] if value else []
+        elif value is not None:
+            argv += [f"--{name.replace('_', '-')}", str(value)]
+    command = build_launch_command(
+        argv,
+        command="eval",
+        nproc_per_node=launch.nproc_per_node,
+        nnodes=launch.nnodes,
+        node_rank=launch.node_rank,
+        master_addr=launch.master_addr,
+        master_port=launch.master_port,
+    )
+    code = run_launch(command)
+    if code:
+        raise typer.Exit(code)
+
+
 def _print_suites() -> None:
     from rich.console import Console
     from rich.table import Table
@@ -131,6 +198,8 @@ def _print_suites() -> None:
         data = s.data if isinstance(s.data, str) else "POPE files (--pope-root)"
         if s.is_openended:
             data = f"{s.data.openended.layout} files (--data-root), LLM judge (--judge)"
+        elif isinstance(s.data, dict):
+            data = f"{s.task} data (--source)"
         table.add_row(name, str(len(s.variants)), data, s.description)
     Console().print(table)
 
@@ -146,12 +215,21 @@ def eval_compare(
     ),
     out: Path = typer.Option(None, "--out", "-o", help="Also write compare.json and compare.png here."),
     metric: str = typer.Option(
-        "f1",
+        None,
         "--metric",
-        help="accuracy, precision, recall, f1, yes_ratio or relative_score (default for LLM-judged suites).",
+        help="A metric of the runs' task (POPE: accuracy, precision, recall, f1, yes_ratio; LLM-judged "
+        "suites: relative_score); default: the task's primary one.",
+    ),
+    common: bool = typer.Option(
+        False,
+        "--common",
+        help="Compare on the questions all runs answered (rescored from predictions.jsonl).",
     ),
 ) -> None:
     """Compare evals side by side: per variant and group mean, with deltas against the first.
+
+    Runs of different suites, splits, --limit or question sets are refused (or, with --common, compared on
+    the questions they share). Columns are named by model.
 
     Examples:
 
@@ -168,7 +246,28 @@ def eval_compare(
         return
     from vittle_cli.eval.compare import run_compare
 
-    run_compare(results, out=out, metric=metric)
+    run_compare(results, out=out, metric=metric, common=common)
+
+
+@eval_app.command("export")
+def eval_export(
+    eval_dir: Path = typer.Argument(..., help="An eval folder (holds predictions.jsonl)."),
+    out: Path = typer.Option(..., "--out", "-o", help="The answer file to write (.jsonl)."),
+    fmt: str = typer.Option("llava", "--format", help="llava (eval_pope.py answer file) or lmms-eval."),
+    variant: str = typer.Option("clean", "--variant", help="Which variant's answers to export."),
+) -> None:
+    """Export an eval's answers in LLaVA's answer-file format or lmms-eval's sample-log format.
+
+    Examples:
+
+      vittle eval export evals/vittle-f/pope --out answers.jsonl
+
+      vittle eval export evals/vittle-f/pope-shift --variant snow@3 --format lmms-eval --out snow.jsonl
+    """
+    from vittle_cli.eval.export import run_export
+
+    n = run_export(eval_dir, out, fmt=fmt, variant=variant)
+    typer.echo(f"wrote {n} answers of {variant} to {out}")
 
 
 def register(app: typer.Typer, inspect_app: typer.Typer) -> None:

@@ -6,7 +6,6 @@ vittle_cli/model/device.py inside the command's run function, not here: parsing 
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -32,8 +31,12 @@ Base = Annotated[
     ),
 ]
 PopeRoot = Annotated[
-    Path | None,
-    typer.Option("--pope-root", help="POPE folder in LLaVA layout (fills ${pope_root})."),
+    str | None,
+    typer.Option(
+        "--pope-root",
+        help="POPE data, layout detected: a LLaVA eval folder, the POPE repository's output/coco/, "
+        "lmms-lab/POPE parquet file/folder/save_to_disk folder, or the hub id (fills ${pope_root}).",
+    ),
 ]
 BatchSize = Annotated[int, typer.Option("--batch-size", min=1, help="Sequences per forward pass.")]
 MODEL_HELP = (

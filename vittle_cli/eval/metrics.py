@@ -85,13 +85,18 @@ def score_predictions(records: Iterable[Mapping]) -> dict:
 
 
 def summarise_variants(
-    per_variant: Mapping[str, dict], groups: Mapping[str, str], keys: Iterable[str] = METRIC_KEYS
+    per_variant: Mapping[str, dict],
+    groups: Mapping[str, str],
+    keys: Iterable[str] = METRIC_KEYS,
+    drop_keys: Iterable[str] = ("f1", "accuracy"),
 ) -> dict:
     """Drops vs the clean variant and means over the visual / text / joint groups.
 
     Args:
         per_variant: variant name -> score_predictions(...) output.
         groups: variant name -> group ("clean", "visual", "text", "joint").
+        keys: the metrics to average (a task family's metric_keys); drop_keys: those whose drop
+            (clean - group mean) is added to each group mean as `drop_<key>`.
     Returns:
         {"drops": {variant: {metric: clean - variant}} (pooled metrics; empty without a clean variant),
          "groups": {group: {metric: mean of pooled metrics over the group's variants, "variants": n}}}.
@@ -109,8 +114,6 @@ def summarise_variants(
             means[group] = {k: sum(m[k] for m in members) / len(members) for k in keys}
             means[group]["variants"] = len(members)
             if clean is not None and group != "clean":
-                means[group]["drop_f1"] = per_variant[clean]["all"]["f1"] - means[group]["f1"]
-                means[group]["drop_accuracy"] = (
-                    per_variant[clean]["all"]["accuracy"] - means[group]["accuracy"]
-                )
+                for k in drop_keys:
+                    means[group][f"drop_{k}"] = per_variant[clean]["all"][k] - means[group][k]
     return {"drops": drops, "groups": means}

@@ -86,7 +86,8 @@ def run_openended_eval(
     runs = judge_runs or judge.default_runs
     started = time.time()
     translated = translate_questions(suite, items, judge, console)
-    cache = PredictionCache(out, _fingerprint(suite, model, max_new_tokens, base), discard_other=overwrite)
+    fingerprint = _fingerprint(suite, model, max_new_tokens, base, dtype)  # answers depend on the dtype
+    cache = PredictionCache(out, fingerprint, discard_other=overwrite)
     handle = LazyModel(load_model, model, base, dtype, device, console)
     computed = answer_missing(
         suite, handle, data, items, cache,
@@ -167,7 +168,7 @@ def answer_missing(suite, handle, data, items, cache, *, batch_size, max_new_tok
                    console) -> int:  # fmt: skip
     """Generate the answers the cache lacks, variant by variant, a chunk at a time. Returns how many."""
     from vittle_cli.data.shift.openended import variant_questions
-    from vittle_cli.eval.runner import CHUNK_BATCHES, _progress
+    from vittle_cli.eval.answering import CHUNK_BATCHES, _progress
 
     todo = {v.name: [it for it in items if not cache.has(v.name, it.question_id)] for v in suite.variants}
     missing = sum(len(t) for t in todo.values())
@@ -230,8 +231,8 @@ def review_jobs(suite, data, items, cache) -> list:
 
 
 def judge_missing(judge, jobs, runs: int, judgments, console) -> int:
+    from vittle_cli.eval.answering import _progress
     from vittle_cli.eval.judge.cache import judge_jobs, judgment_key
-    from vittle_cli.eval.runner import _progress
 
     missing = sum(
         judgments.get(judgment_key(judge.id, j.prompt, r)) is None for r in range(runs) for j in jobs

@@ -2,6 +2,8 @@
 
 Answers stream into predictions.jsonl keyed by (variant, question_id): an interrupted eval resumes
 without repeating work, and a rerun over a complete cache scores without loading the model at all.
+Under a launcher (`--nproc-per-node N`), each process answers its shard of the images into its own part
+of the cache; process 0 then merges the parts and writes the same files a single process would.
 """
 
 from __future__ import annotations
@@ -10,23 +12,23 @@ import hashlib
 import json
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TypeVar
 
-from vittle_cli.data.shift import Suite, Variant, load_suite, load_suite_data
-from vittle_cli.data.shift.questions import SuiteQuestion, iter_image_groups, limit_items
+from vittle_cli.data.shift import Suite, Variant, load_suite
+from vittle_cli.data.shift.questions import SuiteQuestion, limit_items
 from vittle_cli.errors import UsageError
-from vittle_cli.eval.metrics import score_predictions, summarise_variants
-from vittle_cli.eval.predictions import PredictionCache
+from vittle_cli.eval.answering import CHUNK_BATCHES, answer_missing, iter_work, shard_items
+from vittle_cli.eval.metrics import summarise_variants
+from vittle_cli.eval.predictions import PredictionCache, check_fingerprint
 from vittle_cli.eval.report import plot_results, print_table, versions
+from vittle_cli.eval.shards import Shards
+from vittle_cli.eval.tasks import TaskFamily, get_task
 from vittle_cli.fileio import write_json
 
-T = TypeVar("T")
 RESULTS = "results.json"
 CHART = "results.png"
-CHUNK_BATCHES = 4  # questions handed to the generator at a time = batch_size x this (bounds memory)
 
 
 def default_out_dir(model: str, suite_name: str) -> Path:
@@ -40,8 +42,8 @@ def _fingerprint(
 ) -> dict:
     """What the cached answers depend on: the model's files (a model retrained in place must not reuse
     its old answers), the suite, and the generation settings (reduced precision changes some greedy
-    answers). Limit and batch size are left out: they change which answers exist or how fast they come,
-    not what any one answer is."""
+    answers). Limit, batch size, device and process count are left out: they change which answers exist
+    or how fast they come, not what any one answer is."""
     from vittle_cli.model.fingerprint import weights_fingerprint
 
     spec = suite.model_dump(mode="json", exclude={"description", "metrics"})
@@ -59,49 +61,26 @@ def _fingerprint(
 
 
 def _lock_out(out: Path):
-    """Check --out is a folder (or absent) and hold its lock for this process (a PathLock).
+    """Check --out is a folder (or absent) and hold its lock for this process (a PathLock); in a sharded
+    eval only process 0 holds it (the others write their own parts under it).
 
     Raises:
         UsageError: --out is a file, or another vittle process writes into it (exit 2).
     """
     from vittle_cli.fileio import PathLock
+    from vittle_cli.launch import world_from_env
 
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {out} is a file; pass a folder (it is created if missing)")
+    if world_from_env()[0] != 0:
+        return None
     return PathLock(out, "eval folder", "choose another --out").acquire()
 
 
-def _progress(console):
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        ProgressColumn,
-        TextColumn,
-        TimeRemainingColumn,
-    )
-    from rich.text import Text
-
-    class RateColumn(ProgressColumn):
-        def render(self, task) -> Text:
-            return Text(f"{task.speed:.1f} q/s" if task.speed else "- q/s")
-
-    return Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        RateColumn(),
-        TextColumn("ETA"),
-        TimeRemainingColumn(),
-        console=console,
-        transient=False,
-    )
-
-
-def _record(variant: str, group: str, q: SuiteQuestion, answer: str) -> dict:
-    return {
-        "variant": variant,
-        "group": group,
+def _record(variant: Variant, q: SuiteQuestion, answer: str, task: TaskFamily) -> dict:
+    rec = {
+        "variant": variant.name,
+        "group": variant.group,
         "question_id": q.question_id,
         "split": q.split,
         "image": q.image_key,
@@ -109,6 +88,27 @@ def _record(variant: str, group: str, q: SuiteQuestion, answer: str) -> dict:
         "answer": answer,
         "label": q.label,
     }
+    if len(q.image_keys) > 1:
+        rec["images"] = list(q.image_keys)
+    return {**rec, **(task.record_fields(q.item) if q.item is not None else {})}
+
+
+def _check_options(limit: int | None, batch_size: int) -> None:
+    if limit is not None and limit < 1:
+        raise UsageError(f"--limit must be at least 1 (got {limit})")
+    if batch_size < 1:
+        raise UsageError(f"--batch-size must be at least 1 (got {batch_size})")
+
+
+def prepare_suite(suite: str | Suite, data_vars=None, pope_files=None) -> tuple[Suite, TaskFamily]:
+    """The suite with its data paths filled, and its task family (checked against it)."""
+    suite = suite if isinstance(suite, Suite) else load_suite(suite)
+    suite = suite.with_data(data_vars, **(pope_files or {}))
+    task = get_task(suite.task)
+    problems = task.check_suite(suite)
+    if problems:
+        raise UsageError(f"suite {suite.name!r} does not fit task {task.name!r}: " + "; ".join(problems))
+    return suite, task
 
 
 # long: the public entry point; its keyword options mirror `vittle eval`'s flags one per line.
@@ -141,41 +141,52 @@ def run_eval(
         suite: a shipped suite name, a suite YAML path, or a loaded Suite.
         model: anything load_vittle_model takes (run dir, model dir, adapter dir, hub name, builtin:...).
         limit: the first N questions of each split.
+        device, dtype: "auto" picks CUDA + bfloat16 when a GPU is visible, else CPU + float32.
         data_vars / pope_files: fill `${var}` placeholders / replace the POPE paths of the suite.
         generate, load_model: replace generate_answers / load_vittle_model (tests, other engines).
         judge, judge_runs, judge_options, judge_backend: the LLM judge of the open-ended suites
             (vittle_cli.eval.openended); judge_backend is a ready judge object (tests).
     Returns:
-        The results document (also written to results.json).
+        The results document (also written to results.json); {} in the non-main processes of a
+        sharded eval.
     Raises:
         UsageError: finished results.json without `overwrite`, bad suite or options.
         DataError / ModelError: bad data files, a model that cannot be loaded.
     """
     from rich.console import Console
 
+    from vittle_cli.model.device import resolve_device_dtype
+
     console = console or Console(stderr=True)
-    suite = suite if isinstance(suite, Suite) else load_suite(suite)
-    suite = suite.with_data(data_vars, **(pope_files or {}))
-    device, dtype = _check_options(model, limit, batch_size, device, dtype, check_model=load_model is None)
+    suite, task = prepare_suite(suite, data_vars, pope_files)
+    _check_options(limit, batch_size)
+    device, dtype = resolve_device_dtype(device, dtype)
+    if load_model is None:  # a bad --model fails now, before any work, with every command's message
+        from vittle_cli.model.reference import loadable_model_ref
+
+        loadable_model_ref(model)
     max_new_tokens = max_new_tokens or suite.max_new_tokens
     out = Path(out) if out is not None else default_out_dir(model, suite.name)
     lock = _lock_out(out)
     try:
         return _run_eval_locked(
-            suite, model, out, batch_size=batch_size, limit=limit, device=device, dtype=dtype,
+            suite, task, model, out, batch_size=batch_size, limit=limit, device=device, dtype=dtype,
             max_new_tokens=max_new_tokens, overwrite=overwrite, base=base, cache_dir=cache_dir,
             generate=generate, load_model=load_model, console=console, judge=judge, judge_runs=judge_runs,
             judge_options=judge_options, judge_backend=judge_backend,
         )  # fmt: skip
     finally:
-        lock.release()
+        if lock is not None:
+            lock.release()
 
 
 def _run_eval_locked(
-    suite, model, out, *, batch_size, limit, device, dtype, max_new_tokens, overwrite, base, cache_dir,
+    suite, task, model, out, *, batch_size, limit, device, dtype, max_new_tokens, overwrite, base, cache_dir,
     generate, load_model, console, judge, judge_runs, judge_options, judge_backend,
 ) -> dict:  # fmt: skip
     """run_eval's body, with --out locked."""
+    from rich.console import Console
+
     if (out / RESULTS).is_file() and not overwrite:
         raise UsageError(
             f"{out / RESULTS} exists (a finished eval); pass --overwrite to redo it "
@@ -190,146 +201,121 @@ def _run_eval_locked(
             max_new_tokens=max_new_tokens, overwrite=overwrite, base=base, cache_dir=cache_dir,
             generate=generate, load_model=load_model, console=console,
         )  # fmt: skip
-    data = load_suite_data(suite)  # validates every file before any model work
-    for w in data.report.warnings:
-        console.print(f"[yellow]warning:[/] {w}")
-    items = [it for it in limit_items(data.items, limit) if it.label is not None]
+    data = task.load(suite)  # validates every file before any model work
+    items = limit_items(data.items, limit)
     fingerprint = _fingerprint(suite, model, max_new_tokens, base, dtype)
-    cache = PredictionCache(out, fingerprint, discard_other=overwrite)
-    if cache.discarded:
+    check_fingerprint(out, fingerprint, discard_other=overwrite)  # same verdict in every process
+    shards = Shards.from_env()
+    try:
+        if not shards.is_main:
+            console = Console(stderr=True, quiet=True)
+        for w in data.report.warnings:
+            console.print(f"[yellow]warning:[/] {w}")
+        device = shards.device(device)
         console.print(
-            f"cached answers in {out} came from a different eval ({', '.join(cache.discarded)} changed): "
-            "discarded, recomputing"
+            f"device {device}, dtype {dtype}" + (f", {shards.world} processes" if shards.world > 1 else "")
         )
-    todo = {v.name: [it for it in items if not cache.has(v.name, it.question_id)] for v in suite.variants}
-    missing = sum(len(t) for t in todo.values())
-    started = time.time()
-    if missing:
-        console.print(
-            f"{suite.name}: {missing} of {len(items) * len(suite.variants)} answers to compute "
-            f"({len(suite.variants)} variants x {len(items)} questions)"
-        )
-        _answer(
-            suite, model, todo, data, cache, batch_size=batch_size, max_new_tokens=max_new_tokens,
-            device=device, dtype=dtype, base=base, cache_dir=cache_dir, generate=generate,
-            load_model=load_model, console=console,
+        cache = _open_cache(out, fingerprint, overwrite, shards)
+        if cache.discarded:
+            console.print(
+                f"cached answers in {out} came from a different eval ({', '.join(cache.discarded)} changed): "
+                "discarded, recomputing"
+            )
+        computed = sum(not cache.has(v.name, it.question_id) for v in suite.variants for it in items)
+        started = time.time()
+        _answer_shard(suite, task, model, items, data, cache, shards, batch_size=batch_size,
+                      max_new_tokens=max_new_tokens, device=device, dtype=dtype, base=base, cache_dir=cache_dir,
+                      generate=generate, load_model=load_model, console=console)  # fmt: skip
+        shards.barrier()  # every shard's answers are on disk
+        if not shards.is_main:
+            return {}
+        cache.finalize((v.name, it.question_id) for v in suite.variants for it in items)
+        results = _results(
+            suite, task, model, items, cache, data, limit=limit, max_new_tokens=max_new_tokens,
+            seconds=time.time() - started, computed=computed,
+            resources=task.resources(suite, out, console) if items else None,
+            runtime={"device": device, "dtype": dtype, "processes": shards.world},
         )  # fmt: skip
-    else:
-        console.print(f"{suite.name}: all {len(items) * len(suite.variants)} answers cached in {cache.path}")
-    return _write_results(
-        _results(
-            suite, model, items, cache, data,
-            limit=limit, max_new_tokens=max_new_tokens, seconds=time.time() - started, computed=missing,
-        ),
-        out, cache, console, device=device, dtype=dtype,
-    )  # fmt: skip
-
-
-def _write_results(results: dict, out: Path, cache, console, *, device: str, dtype: str) -> dict:
-    """Record what this invocation ran on, write results.json + results.png, print the table."""
-    results.update(device=device, dtype=dtype)  # auto resolved
+    finally:
+        shards.close()
     write_json(out / RESULTS, results)
     plot_results(results, out / CHART)
     print_table(results, console)
-    console.print(f"wrote {out / RESULTS}, {out / CHART}, {cache.path}")
+    console.print(f"wrote {out / RESULTS}, {out / CHART}, {cache.main}")
     return results
 
 
-def _check_options(model, limit, batch_size, device, dtype, check_model: bool) -> tuple[str, str]:
-    """Refuse bad options before any work; returns (device, dtype) with `auto` resolved."""
-    from vittle_cli.model.device import resolve_device_dtype
+def _open_cache(out: Path, fingerprint: dict, overwrite: bool, shards: Shards) -> PredictionCache:
+    """Process 0 opens the cache first (it may discard another eval's answers), then the others."""
+    part = shards.rank if shards.world > 1 else None
+    cache = None
+    if shards.is_main:
+        cache = PredictionCache(out, fingerprint, discard_other=overwrite, part=part)
+    shards.barrier()
+    if cache is None:
+        cache = PredictionCache(out, fingerprint, discard_other=overwrite, part=part, owner=False)
+    return cache
 
-    if limit is not None and limit < 1:
-        raise UsageError(f"--limit must be at least 1 (got {limit})")
-    if batch_size < 1:
-        raise UsageError(f"--batch-size must be at least 1 (got {batch_size})")
-    if check_model:  # a bad --model fails now with every command's message (not after data loading)
-        from vittle_cli.model.reference import loadable_model_ref
 
-        loadable_model_ref(model)
-    return resolve_device_dtype(device, dtype)
+def _answer_shard(suite, task, model, items, data, cache, shards: Shards, **kw) -> None:
+    """Compute this process's missing answers (all of them in a one-process eval)."""
+    mine = shard_items(items, shards.rank, shards.world)
+    todo = {v.name: [it for it in mine if not cache.has(v.name, it.question_id)] for v in suite.variants}
+    missing = sum(len(t) for t in todo.values())
+    total = len(mine) * len(suite.variants)
+    if not missing:
+        kw["console"].print(f"{suite.name}: all {total} answers cached in {cache.dir}")
+        return
+    kw["console"].print(
+        f"{suite.name}: {missing} of {total} answers to compute ({len(suite.variants)} variants x {len(mine)} "
+        "questions)"
+    )
+    _answer(suite, task, model, todo, data, cache, missing, **kw)
 
 
 def _answer(
-    suite,
-    model,
-    todo,
-    data,
-    cache,
-    *,
-    batch_size,
-    max_new_tokens,
-    device,
-    dtype,
-    base,
-    cache_dir,
-    generate,
-    load_model,
-    console,
-) -> None:
-    """Generate the missing answers variant by variant, a chunk of images at a time, appending to the cache."""
-    from vittle_cli.eval.generate import GenerationRequest
-
+    suite, task, model, todo, data, cache, total, *, batch_size, max_new_tokens, device, dtype, base,
+    cache_dir, generate, load_model, console,
+) -> None:  # fmt: skip
+    """Load the model and generate the missing answers, appending them to the cache as they come."""
     if generate is None:
         from vittle_cli.eval.generate import generate_answers as generate
     if load_model is None:
         from vittle_cli.model.checkpoint import load_vittle_model as load_model
     console.print(f"loading {model} ({dtype}, {device})")
     mdl, processor = load_model(model, base=base, dtype=dtype, device=device)
-    work = _prefetch(_chunks(suite, todo, data, batch_size * CHUNK_BATCHES, cache_dir))
-    with _progress(console) as progress:
-        task = progress.add_task("questions", total=sum(len(t) for t in todo.values()))
-        for variant, questions in work:
-            progress.update(task, description=f"{variant.name:<28.28}")
-            requests = [GenerationRequest(q.image, q.text, (variant.name, q.image_key)) for q in questions]
-            answers = generate(
-                mdl,
-                processor,
-                requests,
-                batch_size=batch_size,
-                max_new_tokens=max_new_tokens,
-                on_progress=lambda n: progress.advance(task, n),
-            )
-            cache.add(
-                [_record(variant.name, variant.group, q, a) for q, a in zip(questions, answers, strict=True)]
-            )
+    work = iter_work(suite, task, todo, data, batch_size * CHUNK_BATCHES, cache_dir)
+
+    def store(chunk, answers) -> None:
+        cache.add([_record(v, q, a, task) for (v, q), a in zip(chunk, answers, strict=True)])
+
+    answer_missing(
+        work, total, generate, mdl, processor, store,
+        batch_size=batch_size, max_new_tokens=max_new_tokens, console=console,
+    )  # fmt: skip
 
 
-def _chunks(suite, todo, data, size, cache_dir) -> Iterator[tuple[Variant, list[SuiteQuestion]]]:
-    """(variant, questions) chunks of about `size` questions, whole images only, in suite order."""
-    for variant in suite.variants:
-        if not todo[variant.name]:
-            continue
-        pending: list[SuiteQuestion] = []
-        for group in iter_image_groups(suite, variant, data, todo[variant.name], cache_dir):
-            pending += group
-            if len(pending) >= size:
-                yield variant, pending
-                pending = []
-        if pending:
-            yield variant, pending
-
-
-def _prefetch(items: Iterator[T]) -> Iterator[T]:
-    """Produce the next item in a background thread while the caller works on this one, so loading and
-    perturbing images overlaps with generation. One producer at a time, and perturbations seed the global
-    RNGs per sample while greedy generation draws from none, so the thread changes no result."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="vittle-prefetch") as pool:
-        future = pool.submit(next, items, None)
-        while (item := future.result()) is not None:
-            future = pool.submit(next, items, None)
-            yield item
-
-
-def _results(suite, model, items, cache, data, *, limit, max_new_tokens, seconds, computed) -> dict:
+def _results(
+    suite, task, model, items, cache, data, *, limit, max_new_tokens, seconds, computed, resources, runtime
+) -> dict:
     """Score the cached answers of exactly `items` for every variant and assemble results.json."""
+    by_id = {it.question_id: it for it in items}
     per_variant = {}
     for v in suite.variants:
-        per_variant[v.name] = score_predictions(cache.get(v.name, it.question_id) for it in items)
-    summary = summarise_variants(per_variant, {v.name: v.group for v in suite.variants})
+        records = [cache.get(v.name, it.question_id) for it in items]
+        per_variant[v.name] = task.score(records, by_id, resources)
+    summary = summarise_variants(
+        per_variant, {v.name: v.group for v in suite.variants}, task.metric_keys, task.drop_metrics
+    )
     return {
+        "task": {
+            "name": task.name,
+            "metric_keys": list(task.metric_keys),
+            "primary_metric": task.primary_metric,
+            "secondary_metric": task.secondary_metric,
+            "columns": [[c.header, c.key, c.percent] for c in task.columns],
+            "options": suite.task_options,
+        },
         "suite": {
             "name": suite.name,
             "description": suite.description,
@@ -340,9 +326,11 @@ def _results(suite, model, items, cache, data, *, limit, max_new_tokens, seconds
         "model": str(model),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "versions": versions(),
+        **runtime,
         "prompt_suffix": suite.prompt_suffix,
         "max_new_tokens": max_new_tokens,
         "limit_per_split": limit,
+        "question_ids": hashlib.sha256("\n".join(sorted(by_id)).encode()).hexdigest()[:16],
         "seeding": "visual: sha256(suite seed, visual spec, image key); text: sha256(suite seed, text spec, "
         "question id)",
         "variants": [v.model_dump(mode="json") for v in suite.variants],

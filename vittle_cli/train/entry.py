@@ -3,30 +3,9 @@
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass
 
 from vittle_cli.errors import UsageError
-
-
-@dataclass
-class LaunchOptions:
-    """Multi-process options of `vittle train` (all defaults = one process, no launcher)."""
-
-    nproc_per_node: int = 1
-    nnodes: int = 1
-    node_rank: int = 0
-    master_addr: str = "127.0.0.1"
-    master_port: int = 29500
-    launcher: str = "torchrun"
-    hostfile: str | None = None
-
-    @property
-    def world_size(self) -> int:
-        return self.nproc_per_node * self.nnodes
-
-    @property
-    def wants_launch(self) -> bool:
-        return self.world_size > 1 or self.hostfile is not None
+from vittle_cli.launch import LaunchOptions  # noqa: F401  (commands/train.py takes it from here)
 
 
 def child_argv(
@@ -50,6 +29,34 @@ def child_argv(
     if allow_changes:
         argv.append("--allow-changes")
     return argv
+
+
+def _launch_command(recipe_path, overrides, recipe, run_dir, launch, resume, overwrite, allow_changes):
+    """The torchrun / deepspeed command that re-runs `vittle train` in every process, or None when this
+    process trains itself (one process, or already a launched child)."""
+    if not launch.wants_launch:
+        return None
+    from vittle_cli.launch import build_launch_command, is_distributed_child
+
+    if is_distributed_child():
+        return None
+    return build_launch_command(
+        child_argv(
+            recipe_path,
+            overrides,
+            None if recipe.output.run_name else run_dir.name,
+            resume=resume,
+            overwrite=overwrite,
+            allow_changes=allow_changes,
+        ),
+        launcher=launch.launcher,
+        nproc_per_node=launch.nproc_per_node,
+        nnodes=launch.nnodes,
+        node_rank=launch.node_rank,
+        master_addr=launch.master_addr,
+        master_port=launch.master_port,
+        hostfile=launch.hostfile,
+    )
 
 
 def run_train_command(
@@ -79,30 +86,10 @@ def run_train_command(
     if overwrite and resume:
         raise UsageError("--overwrite and --resume contradict each other; pass only one")
     run_dir = run_dir_for(recipe.output.dir, recipe.output.run_name, recipe_path)
-    relaunch = False
-    command = None
-    if launch.wants_launch:
-        from vittle_cli.train.launch import build_launch_command, is_distributed_child
-
-        relaunch = not is_distributed_child()
-    if relaunch:
-        command = build_launch_command(
-            child_argv(
-                recipe_path,
-                overrides,
-                None if recipe.output.run_name else run_dir.name,
-                resume=resume,
-                overwrite=overwrite,
-                allow_changes=allow_changes,
-            ),
-            launcher=launch.launcher,
-            nproc_per_node=launch.nproc_per_node,
-            nnodes=launch.nnodes,
-            node_rank=launch.node_rank,
-            master_addr=launch.master_addr,
-            master_port=launch.master_port,
-            hostfile=launch.hostfile,
-        )
+    command = _launch_command(
+        recipe_path, overrides, recipe, run_dir, launch, resume, overwrite, allow_changes
+    )
+    relaunch = command is not None
     if dry_run:
         from vittle_cli.train.dryrun import build_plan, print_plan
 
@@ -118,7 +105,7 @@ def run_train_command(
         check_resume(recipe, run_dir, checkpoint, dump_recipe(recipe), allow_changes=allow_changes)
     prepare_run_dir(run_dir, overwrite=overwrite, resume=checkpoint is not None, is_main=False)
     if relaunch:
-        from vittle_cli.train.launch import run_launch
+        from vittle_cli.launch import run_launch
 
         return run_launch(command, console=console)
 

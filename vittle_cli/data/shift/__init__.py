@@ -4,6 +4,7 @@ Shared by `vittle eval` and `vittle inspect embeddings` (which must not import e
 package is cheap: the perturbation libraries load on first use.
 """
 
+from vittle_cli.data.shift.items import DataReport, EvalItem, ItemSet
 from vittle_cli.data.shift.questions import SuiteQuestion, load_suite_data, suite_questions
 from vittle_cli.data.shift.registry import (
     Perturbation,
@@ -16,6 +17,9 @@ from vittle_cli.data.shift.registry import (
 from vittle_cli.data.shift.suite import Suite, Variant, load_suite, shipped_suites
 
 __all__ = [
+    "DataReport",
+    "EvalItem",
+    "ItemSet",
     "Perturbation",
     "Suite",
     "SuiteQuestion",

@@ -25,7 +25,8 @@ from pathlib import Path
 
 from PIL import Image
 
-from vittle_cli.data.shift.pope import _listed, _read_rows, _require
+from vittle_cli.data.shift.pope import _listed, _require
+from vittle_cli.data.shift.pope import read_rows as _read_rows
 from vittle_cli.errors import DataError
 
 LAYOUTS = ("lbcoco", "lbwild", "lbwilder", "wvbench")
@@ -126,8 +127,10 @@ def read_rules(path: Path, layout: str) -> dict[str, dict]:
         rules = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise DataError(f"{layout}: rule file {path} is not valid JSON: {e}") from None
+    if not isinstance(rules, dict):
+        raise DataError(f"{layout}: rule file {path} must map rule names to {{role, prompt}}")
     bad = [k for k, v in rules.items() if not (isinstance(v, dict) and "role" in v and "prompt" in v)]
-    if not isinstance(rules, dict) or bad:
+    if bad:
         raise DataError(f"{layout}: rule file {path}: entries {_listed(bad)} lack role and prompt")
     return rules
 

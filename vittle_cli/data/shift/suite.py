@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -18,9 +18,14 @@ from vittle_cli.errors import UsageError
 from vittle_cli.fileio import read_utf8
 
 Group = Literal["clean", "visual", "text", "joint"]
-METRICS = ("accuracy", "precision", "recall", "f1", "yes_ratio", "ambiguous", "relative_score")
+METRICS = ("accuracy", "precision", "recall", "f1", "yes_ratio", "ambiguous")
 DEFAULT_SUFFIX = "\nAnswer the question using a single word or phrase."
 _PLACEHOLDER = re.compile(r"\$\{(\w+)\}")
+
+
+def _fill(text: str, variables: dict[str, str]) -> str:
+    """`text` with each `${var}` that `variables` names replaced by its value."""
+    return _PLACEHOLDER.sub(lambda m: variables.get(m.group(1), m.group(0)), text)
 
 
 def _check_name(name: str, kind: str) -> str:
@@ -102,11 +107,26 @@ class Variant(_Strict):
 
 
 class PopeFiles(_Strict):
-    """POPE in LLaVA form: question jsonl, a folder of coco_pope_<split>.json label files, an image root."""
+    """Where POPE is: a root whose layout is detected (LLaVA folder, POPE repository, lmms-lab/POPE
+    parquet / save_to_disk folder / hub id), and/or explicit files, which win over what the root holds."""
 
-    questions: str
-    labels_dir: str
-    image_root: str
+    root: str | None = None
+    layout: Literal["auto", "llava", "pope", "hf"] = "auto"
+    questions: str | None = None
+    labels_dir: str | None = None
+    image_root: str | None = None
+
+    def unfilled(self) -> list[str]:
+        """Placeholders that still matter: a root placeholder does not once explicit files are given."""
+        fields = [self.questions, self.labels_dir, self.image_root]
+        if not (self.questions or self.labels_dir):
+            fields.append(self.root)
+        return sorted({m for s in fields if s for m in _PLACEHOLDER.findall(s)})
+
+    def without_unfilled_root(self) -> PopeFiles:
+        if self.root and _PLACEHOLDER.search(self.root):
+            return self.model_copy(update={"root": None})
+        return self
 
 
 class PopeData(_Strict):
@@ -133,8 +153,15 @@ class Suite(_Strict):
 
     name: str
     description: str = ""
-    data: str | PopeData | OpenEndedData = Field(
-        description="'builtin:shapes', {pope: {questions, labels_dir, image_root}} or {openended: {layout, ...}}"
+    task: str = Field(
+        "pope", description="task family (vittle_cli.eval.tasks): how data is read, prompted and scored"
+    )
+    task_options: dict[str, Any] = Field(
+        default_factory=dict, description="options of the task family (it validates them)"
+    )
+    data: str | PopeData | OpenEndedData | dict[str, Any] = Field(
+        description="'builtin:shapes', {pope: {root, layout, questions, labels_dir, image_root}}, "
+        "{openended: {layout, ...}}, or the task family's form"
     )
     splits: list[str] = Field(default_factory=lambda: ["adversarial", "popular", "random"])
     prompt_suffix: str = DEFAULT_SUFFIX
@@ -143,20 +170,25 @@ class Suite(_Strict):
     variants: list[Variant] = Field(min_length=1)
     metrics: list[str] = Field(default_factory=lambda: list(METRICS))
 
-    @field_validator("data")
-    @classmethod
-    def _builtin(cls, v):
-        if isinstance(v, str) and v != "builtin:shapes":
-            raise ValueError(f"unknown data {v!r}; use 'builtin:shapes' or a {{pope: {{...}}}} mapping")
-        return v
-
-    @field_validator("metrics")
-    @classmethod
-    def _metrics(cls, v: list[str]) -> list[str]:
-        bad = [m for m in v if m not in METRICS]
+    @model_validator(mode="after")
+    def _pope_fields(self) -> Suite:
+        """The POPE family's data and metrics; other families check theirs when they load the suite."""
+        if self.task != "pope":
+            return self
+        if isinstance(self.data, str) and self.data != "builtin:shapes":
+            raise ValueError(
+                f"unknown data {self.data!r}; use 'builtin:shapes' or a {{pope: {{...}}}} mapping"
+            )
+        if isinstance(self.data, OpenEndedData):
+            raise ValueError("data: {openended: ...} is read by the LLM-judged family; add `task: openended`")
+        if isinstance(self.data, dict):
+            raise ValueError(
+                "data: the pope task needs 'builtin:shapes' or {pope: {questions, labels_dir, image_root}}"
+            )
+        bad = [m for m in self.metrics if m not in METRICS]
         if bad:
             raise ValueError(f"unknown metric(s) {', '.join(bad)}; known: {', '.join(METRICS)}")
-        return v
+        return self
 
     @model_validator(mode="after")
     def _unique(self) -> Suite:
@@ -179,19 +211,28 @@ class Suite(_Strict):
 
     def placeholders(self) -> list[str]:
         """Names of the `${var}` placeholders still unfilled in the data paths."""
-        if isinstance(self.data, str):
+        if isinstance(self.data, OpenEndedData):
+            values = [v for v in self.data.openended.model_dump().values() if isinstance(v, str)]
+            return sorted({m for s in values for m in _PLACEHOLDER.findall(s)})
+        if isinstance(self.data, dict):  # another family's data: its top-level string values
+            return sorted(
+                {m for v in self.data.values() if isinstance(v, str) for m in _PLACEHOLDER.findall(v)}
+            )
+        if not isinstance(self.data, PopeData):
             return []
-        paths = self.data.openended if isinstance(self.data, OpenEndedData) else self.data.pope
-        values = [v for v in paths.model_dump().values() if isinstance(v, str)]
-        return sorted({m for s in values for m in _PLACEHOLDER.findall(s)})
+        return self.data.pope.unfilled()
 
     def with_data(self, variables: dict[str, str] | None = None, **fields: str | None) -> Suite:
         """A copy with `${var}` placeholders filled from `variables` and POPE fields (questions,
-        labels_dir, image_root) replaced where given. No-op for builtin data."""
-        if isinstance(self.data, str):
-            return self
+        labels_dir, image_root) replaced where given. Other families' data: `${var}` filled in its
+        top-level string values. No-op for builtin data."""
         if isinstance(self.data, OpenEndedData):
             return self._with_openended(variables or {})
+        if isinstance(self.data, dict):
+            data = {k: _fill(v, variables or {}) if isinstance(v, str) else v for k, v in self.data.items()}
+            return self.model_copy(update={"data": data})
+        if not isinstance(self.data, PopeData):
+            return self
         given = {k: str(v) for k, v in fields.items() if v is not None}
         unknown = set(given) - set(PopeFiles.model_fields)
         if unknown:
@@ -199,9 +240,16 @@ class Suite(_Strict):
         values = {**self.data.pope.model_dump(), **given}
         variables = variables or {}
         filled = {
-            k: _PLACEHOLDER.sub(lambda m: variables.get(m.group(1), m.group(0)), v) for k, v in values.items()
+            k: _PLACEHOLDER.sub(lambda m: variables.get(m.group(1), m.group(0)), v)
+            if isinstance(v, str)
+            else v
+            for k, v in values.items()
         }
-        return self.model_copy(update={"data": PopeData(pope=PopeFiles(**filled))})
+        try:
+            files = PopeFiles(**filled)
+        except ValidationError as e:
+            raise UsageError("; ".join(_format_errors(e)).replace("layout:", "--pope-layout:")) from None
+        return self.model_copy(update={"data": PopeData(pope=files)})
 
     def _with_openended(self, variables: dict[str, str]) -> Suite:
         def fill(v):
@@ -214,8 +262,8 @@ class Suite(_Strict):
 
     @property
     def is_openended(self) -> bool:
-        """True for the LLM-judged suites (answers scored by a judge, not by the POPE rule)."""
-        return isinstance(self.data, OpenEndedData)
+        """True for the LLM-judged suites (`task: openended`; answers scored by a judge)."""
+        return self.task == "openended"
 
 
 def suites_dir() -> Path:

@@ -15,13 +15,15 @@ from __future__ import annotations
 
 import math
 import random
+import re
 from functools import lru_cache
 
-from vittle_cli.data.shift.registry import get_perturbation, register_text, seeded_global_rngs
+from vittle_cli.data.shift.registry import derive_seed, get_perturbation, register_text, seeded_global_rngs
 from vittle_cli.errors import UsageError
 
 WORD_P_PER_RATE = 0.05
 AEDA_MARKS = (".", ";", "?", ":", "!", ",")
+IMAGE_REFERENCE = re.compile(r"<image (\d+)>")  # MMMU's references to its n-th image
 
 
 def word_probability(rate: int) -> float:
@@ -127,3 +129,23 @@ def perturb_text(text: str, name: str, rate: int, seed: int) -> str:
     pert = get_perturbation(name, "text")
     with seeded_global_rngs(seed):
         return pert.fn(text, rate, seed)
+
+
+def perturb_question(text: str, name: str, rate: int, seed: int) -> str:
+    """`perturb_text` that never touches `<image N>` references: the text between them is perturbed
+    piece by piece (each with a seed derived from `seed`). Text without references gets exactly
+    `perturb_text(text, name, rate, seed)`."""
+    pieces = IMAGE_REFERENCE.split(text)  # text, number, text, number, ...
+    if len(pieces) == 1:
+        return perturb_text(text, name, rate, seed)
+    out = []
+    for k, piece in enumerate(pieces):
+        if k % 2:
+            out.append(f"<image {piece}>")
+        elif piece.strip():
+            core = piece.strip()  # keep the spaces around a reference (perturbations re-join words)
+            lead, trail = piece[: piece.index(core)], piece[piece.index(core) + len(core) :]
+            out.append(lead + perturb_text(core, name, rate, derive_seed(seed, "piece", k)) + trail)
+        else:
+            out.append(piece)
+    return "".join(out)

@@ -1,8 +1,10 @@
-"""Re-run `vittle train` under torchrun or the DeepSpeed launcher, one process per GPU, on one or more nodes.
+"""Re-run a vittle command (`train`, `eval`) under torchrun or the DeepSpeed launcher, one process per GPU,
+on one or more nodes.
 
 vittle builds the launcher's command line, prints it exactly (so it can be copied into a cluster script),
-runs it and passes the exit code on. Each child is an ordinary `python -m vittle_cli train ...` that sees
-LOCAL_RANK / RANK in its environment and trains instead of launching again.
+runs it and passes the exit code on. Each child is an ordinary `python -m vittle_cli <command> ...` that
+sees LOCAL_RANK / RANK in its environment and does the work instead of launching again. Shared by
+train/ and eval/ (which must not import each other).
 """
 
 from __future__ import annotations
@@ -13,17 +15,39 @@ import shlex
 import signal
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 from vittle_cli.errors import UsageError, VittleError
 
 LAUNCHERS = ("torchrun", "deepspeed")
-# `vittle train` options that configure the launch; the children must not see them.
+# `vittle train` / `vittle eval` options that configure the launch; the children must not see them.
 LAUNCH_OPTIONS = (
     "--nproc-per-node", "--nnodes", "--node-rank", "--master-addr", "--master-port", "--launcher", "--hostfile",
 )  # fmt: skip
 _LOOPBACK = ("127.0.0.1", "localhost", "::1", "")
 _GRACE_S = 30.0  # how long an interrupted child may take to stop before it is killed
+
+
+@dataclass
+class LaunchOptions:
+    """Multi-process options of `vittle train` / `vittle eval` (all defaults = one process, no launcher)."""
+
+    nproc_per_node: int = 1
+    nnodes: int = 1
+    node_rank: int = 0
+    master_addr: str = "127.0.0.1"
+    master_port: int = 29500
+    launcher: str = "torchrun"
+    hostfile: str | None = None
+
+    @property
+    def world_size(self) -> int:
+        return self.nproc_per_node * self.nnodes
+
+    @property
+    def wants_launch(self) -> bool:
+        return self.world_size > 1 or self.hostfile is not None
 
 
 def is_distributed_child() -> bool:
@@ -55,12 +79,14 @@ def build_launch_command(
     master_port: int = 29500,
     launcher: str = "torchrun",
     hostfile: str | None = None,
+    command: str = "train",
 ) -> list[str]:
-    """The command that runs `vittle train <argv>` in `nproc_per_node` processes on each of `nnodes` nodes.
+    """The command that runs `vittle <command> <argv>` in `nproc_per_node` processes on each of `nnodes`
+    nodes.
 
     Args:
-        argv: the `vittle train` arguments, with or without the leading "train"; launch options in it are
-            dropped.
+        argv: the command's arguments, with or without the leading command name; launch options in it
+            are dropped.
         launcher: "torchrun" (run the command on every node with its --node-rank) or "deepspeed" (run it
             once; with a hostfile the DeepSpeed launcher starts the other nodes over ssh/pdsh).
 
@@ -71,8 +97,8 @@ def build_launch_command(
     """
     _validate(nproc_per_node, nnodes, node_rank, master_addr, master_port, launcher, hostfile)
     args = strip_launch_options(list(argv))
-    if not args or args[0] != "train":
-        args.insert(0, "train")
+    if not args or args[0] != command:
+        args.insert(0, command)
     if launcher == "torchrun":
         return [
             sys.executable, "-m", "torch.distributed.run",
@@ -94,7 +120,7 @@ def build_launch_command(
         "--master_addr", master_addr,
         "--master_port", str(master_port),
         # The children read LOCAL_RANK from the environment; a --local_rank argument would be an
-        # unknown option to `vittle train`.
+        # unknown option to `vittle train` / `vittle eval`.
         "--no_local_rank",
         "--module", "vittle_cli", *args,
     ]  # fmt: skip
@@ -179,3 +205,10 @@ def _stop(child: subprocess.Popen) -> None:
             continue
         except KeyboardInterrupt:  # a second Ctrl-C: move on to the next, harder signal
             continue
+
+
+def world_from_env() -> tuple[int, int, int]:
+    """(rank, local rank, world size) of this process, from the launcher's environment; (0, 0, 1) alone."""
+    rank = int(os.environ.get("RANK", "0"))
+    local = int(os.environ.get("LOCAL_RANK", str(rank)))
+    return rank, local, int(os.environ.get("WORLD_SIZE", "1"))

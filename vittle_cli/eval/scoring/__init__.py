@@ -1,0 +1,1 @@
+"""Answer parsers and score aggregation of the closed-form QA benchmarks (ScienceQA, MMMU, MME, MMStar)."""
