@@ -95,6 +95,10 @@ def test_arms_pair_by_question_id_and_keep_shared_questions(tmp_path):
     doc = json.loads((out / "compare.json").read_text())
     assert doc["questions_per_variant"] == 3
     assert doc["rows"][0]["arms"]["b"]["mean"] == pytest.approx(2 / 3)  # yes, yes, yes vs labels yes, no, yes
+    assert run_cli(["eval", "compare", "--arm", "a", a, "--arm", "b", b, "--out", str(out)]) == 0
+    doc = json.loads((out / "compare.json").read_text())
+    # default metric F1: b's tp 2, fp 1, fn 0 -> precision 2/3, recall 1 -> F1 0.8
+    assert doc["metric"] == "f1" and doc["rows"][0]["arms"]["b"]["mean"] == pytest.approx(0.8)
 
 
 def test_arms_refuse_bad_input(tmp_path):

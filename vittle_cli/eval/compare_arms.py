@@ -13,6 +13,7 @@ from pathlib import Path
 
 from vittle_cli.errors import UsageError
 from vittle_cli.eval.compare import read_results
+from vittle_cli.eval.report import task_info
 from vittle_cli.fileio import save_figure, write_json
 
 GROUPS = ("clean", "visual", "text", "joint")
@@ -80,11 +81,10 @@ def load_arms(arms: list[tuple[str, list[str]]]):
 
     docs = {name: [read_results(p) for p in paths] for name, paths in arms}
     every = [d for ds in docs.values() for d in ds]
-    suites = {d["suite"]["name"] for d in every}
+    suites = {(task_info(d)["name"], d["suite"]["name"]) for d in every}
     if len(suites) > 1:
-        raise UsageError(
-            f"the evals are of different suites ({', '.join(sorted(suites))}); compare one suite"
-        )
+        listed = ", ".join(sorted(s for _, s in suites))
+        raise UsageError(f"the evals are of different suites or tasks ({listed}); compare one suite")
     answers = {name: [_answers(d) for d in ds] for name, ds in docs.items()}
     all_answers = [a for ans in answers.values() for a in ans]
     variants = [(v["name"], v["group"]) for v in every[0]["variants"]]
@@ -136,7 +136,7 @@ def run_compare_arms(
     arms: list[tuple[str, list[str]]],
     *,
     out: Path | None = None,
-    metric: str = "f1",
+    metric: str | None = None,
     draws: int = 2000,
     seed: int = 0,
     console=None,
@@ -146,6 +146,7 @@ def run_compare_arms(
 
     from vittle_cli.eval.stats import METRICS
 
+    metric = metric or "f1"
     if metric not in METRICS:
         raise UsageError(f"compare --arm supports {', '.join(METRICS)}; got --metric {metric!r}")
     variants, qids, arrays, paths = load_arms(arms)
