@@ -9,6 +9,7 @@ VITTLE=${VITTLE:-.venv/bin/vittle}
 OUT=${STUDY_OUT:-study-out}
 LIMIT=${STUDY_LIMIT:-40}       # questions per POPE split and shift, as in the demo
 SEEDS=${STUDY_SEEDS:-"1 2 3"}
+EXTRA=${STUDY_TRAIN_ARGS:-}    # extra recipe overrides for both arms, e.g. "train.max_steps=600"
 export OMP_NUM_THREADS=1 TOKENIZERS_PARALLELISM=false
 mkdir -p "$OUT/logs"
 
@@ -24,8 +25,8 @@ pair() {  # pair "<command A>" "<command B>" LOG: both at once, fail if either f
 vittle_evals=() baseline_evals=()
 for s in $SEEDS; do
     echo "== seed $s: train Vittle (F) and the baseline"
-    pair "$VITTLE train recipes/tiny.yaml output.dir=$OUT/runs output.run_name=vittle-s$s train.seed=$s --overwrite" \
-         "$VITTLE train recipes/tiny_baseline.yaml output.dir=$OUT/runs output.run_name=baseline-s$s train.seed=$s --overwrite" \
+    pair "$VITTLE train recipes/tiny.yaml output.dir=$OUT/runs output.run_name=vittle-s$s train.seed=$s $EXTRA --overwrite" \
+         "$VITTLE train recipes/tiny_baseline.yaml output.dir=$OUT/runs output.run_name=baseline-s$s train.seed=$s $EXTRA --overwrite" \
          "train-s$s"
     echo "== seed $s: eval shapes-shift, $LIMIT questions per split"
     pair "$VITTLE eval --suite shapes-shift --model $OUT/runs/vittle-s$s --out $OUT/eval/vittle-s$s --limit $LIMIT --overwrite" \
