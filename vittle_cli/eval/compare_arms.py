@@ -166,9 +166,10 @@ def run_compare_arms(
 
 
 def _table(rows, names, metric, n_q, draws):
+    from rich.markup import escape
     from rich.table import Table
 
-    title = (
+    title = escape(
         f"{metric} (%) over seeds: mean ± sd [min-max]; Δ vs {names[0]} with a 95% paired bootstrap "
         f"interval ({n_q} questions per variant, {draws} draws)"
     )
@@ -189,7 +190,7 @@ def _table(rows, names, metric, n_q, draws):
             f"{d['diff'] * 100:+.1f} [{d['lo'] * 100:+.1f}, {d['hi'] * 100:+.1f}]"
             for d in (r["diffs"][a] for a in names[1:])
         ]
-        table.add_row(r["row"], *cells)
+        table.add_row(escape(r["row"]), *(escape(c) for c in cells))
     return table
 
 
