@@ -232,10 +232,14 @@ def _print_suites() -> None:
     Console().print(table)
 
 
-@eval_app.command("compare")
+# --arm NAME EVAL... takes a variable number of values, which click options cannot: unknown options
+# pass through to `results` in order and compare_arms.parse_arm_args reads them.
+@eval_app.command("compare", context_settings={"ignore_unknown_options": True})
 def eval_compare(
     results: list[str] = typer.Argument(
-        ..., help="results.json files or eval folders; the first is the reference."
+        ...,
+        help="results.json files or eval folders; the first is the reference. Or several seeds per arm: "
+        "--arm NAME EVAL_DIR... --arm NAME EVAL_DIR... (mean, spread over seeds, paired bootstrap interval).",
     ),
     out: Path = typer.Option(None, "--out", "-o", help="Also write compare.json and compare.png here."),
     metric: str = typer.Option(
@@ -260,7 +264,14 @@ def eval_compare(
       vittle eval compare evals/baseline/pope-shift evals/vittle-f/pope-shift
 
       vittle eval compare a/results.json b/results.json c/results.json --metric accuracy --out cmp/
+
+      vittle eval compare --arm vittle ev/v1 ev/v2 ev/v3 --arm baseline ev/b1 ev/b2 ev/b3 --out cmp/
     """
+    if "--arm" in results:
+        from vittle_cli.eval.compare_arms import parse_arm_args, run_compare_arms
+
+        run_compare_arms(parse_arm_args(results), out=out, metric=metric)
+        return
     from vittle_cli.eval.compare import run_compare
 
     run_compare(results, out=out, metric=metric, common=common)
