@@ -155,14 +155,15 @@ def run_train_command(
 
     argv = ["vittle", "train", recipe_path, *overrides, *(["--resume", resume] if resume else [])]
     argv += (["--overwrite"] if overwrite else []) + (["--allow-changes"] if allow_changes else [])
-    result = None
+    interrupted = False
     try:
         result = run_train(recipe, recipe_path=recipe_path, resume=resume, overwrite=overwrite,
                            console=console, command=argv, allow_changes=allow_changes)  # fmt: skip
     except KeyboardInterrupt:
         if is_distributed_child():  # the launching parent says it once, for all ranks
             raise
-    if result is None:  # raised outside `except`: no chained traceback keeps the run's data loaders alive
+        interrupted = True
+    if interrupted:  # raised outside `except`: no chained traceback keeps the run's data loaders alive
         raise Interrupted(interrupted_message(run_dir, recipe_path, overrides, launch, recipe))
     from vittle_cli.train.plan import WorldInfo
 
