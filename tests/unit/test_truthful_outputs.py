@@ -149,3 +149,22 @@ def test_run_info_records_the_thread_count(monkeypatch):
     monkeypatch.setenv("OMP_NUM_THREADS", "3")
     info = run_info(seed=1, world_size=1, resumed_from=None, command=["vittle"])
     assert info["torch_threads"] == torch.get_num_threads() and info["omp_num_threads"] == "3"
+
+
+def test_docs_say_what_the_code_does():
+    from pathlib import Path
+
+    from vittle_cli.model.bottleneck import VittleConfig
+    from vittle_cli.recipe import OutputSection
+    from vittle_cli.train.rundir import run_dir_for
+
+    root = Path(__file__).resolve().parents[2]
+    user_docs = [root / "README.md", *sorted((root / "docs").glob("*.md"))]
+    assert not [p.name for p in user_docs if "METHOD.md" in p.read_text(encoding="utf-8")]  # not shipped
+    # The bottleneck may sit on the last decoder layer; the docs say so.
+    assert VittleConfig(layer_v=-1).resolve_layers(8) == (7, 7)
+    recipes_md = (root / "docs" / "recipes.md").read_text(encoding="utf-8")
+    assert "cannot host" not in recipes_md and "the last layer (`-1`) hosts it too" in recipes_md
+    # output.run_name null is the recipe file's name, as the schema (and so docs/recipes.md) says.
+    assert run_dir_for("runs", None, "recipes/tiny.yaml") == Path("runs/tiny")
+    assert "recipe file's name" in OutputSection.model_fields["run_name"].description
