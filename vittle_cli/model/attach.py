@@ -17,7 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from vittle_cli.errors import ModelError
-from vittle_cli.model.bottleneck import VittleBottleneck, VittleConfig
+from vittle_cli.model.bottleneck import TokenSplit, VittleBottleneck, VittleConfig, split_tokens
 from vittle_cli.model.families import decoder_of, supported_names
 
 BOTTLENECK_ATTR = "vittle_bottleneck"
@@ -34,9 +34,17 @@ class _Attachment:
 
     token_ids: list[int]
     handles: list[Any] = field(default_factory=list)
-    visual_mask: Tensor | None = None  # of the forward in progress
-    # The last finished forward's mask, kept for a backward-pass recompute of the hooked layer.
-    recompute_mask: Tensor | None = None
+    visual_mask: TokenSplit | None = None  # of the forward in progress (mask + its indices)
+    # The last finished forward's split, kept for a backward-pass recompute of the hooked layer.
+    recompute_mask: TokenSplit | None = None
+    # The token ids as a tensor per (device, dtype): built once, not on every forward.
+    token_id_tensors: dict[tuple[torch.device, torch.dtype], Tensor] = field(default_factory=dict)
+
+    def token_id_tensor(self, like: Tensor) -> Tensor:
+        key = (like.device, like.dtype)
+        if key not in self.token_id_tensors:
+            self.token_id_tensors[key] = torch.tensor(self.token_ids, device=like.device, dtype=like.dtype)
+        return self.token_id_tensors[key]
 
 
 def unwrap_model(model: nn.Module) -> nn.Module:
@@ -145,10 +153,11 @@ def _make_pre_hook(state: _Attachment, top: nn.Module):
                     "input_ids (not inputs_embeds) when passing images"
                 )
             # inputs_embeds without images: every position is text.
-            state.visual_mask = torch.zeros(embeds.shape[:2], dtype=torch.bool, device=embeds.device)
+            mask = torch.zeros(embeds.shape[:2], dtype=torch.bool, device=embeds.device)
         else:
-            ids = torch.tensor(state.token_ids, device=input_ids.device, dtype=input_ids.dtype)
-            state.visual_mask = torch.isin(input_ids, ids)
+            mask = torch.isin(input_ids, state.token_id_tensor(input_ids))
+        # Indices once per forward: every hooked layer (and its checkpoint recompute) reuses them.
+        state.visual_mask = split_tokens(mask)
         bottleneck = get_bottleneck(top)
         if bottleneck is not None:
             bottleneck.reset_stats()
@@ -171,8 +180,8 @@ def _in_backward() -> bool:
     return torch._C._current_graph_task_id() != -1
 
 
-def _mask_for_layer(state: _Attachment) -> Tensor:
-    """The visual mask for a call of a hooked decoder layer.
+def _mask_for_layer(state: _Attachment) -> TokenSplit:
+    """The visual mask (with its indices) for a call of a hooked decoder layer.
 
     transformers 5.17-5.22 re-run the whole layer call, hooks included, in the backward recompute of
     gradient checkpointing, after the multimodal forward has ended: the recompute gets the mask of the
