@@ -209,7 +209,9 @@ def _make_layer_hook(state: _Attachment, top: nn.Module, apply_visual: bool, app
     return layer_hook
 
 
-def attach_bottleneck(model: nn.Module, config: VittleConfig) -> VittleBottleneck:
+def attach_bottleneck(
+    model: nn.Module, config: VittleConfig, *, existing: VittleBottleneck | None = None
+) -> VittleBottleneck:
     """Create a VittleBottleneck for `model` and hook it after decoder layers layer_v / layer_t.
 
     Attach before wrapping with peft, and pass `modules_to_save=["vittle_bottleneck"]` to LoraConfig so the
@@ -233,9 +235,14 @@ def attach_bottleneck(model: nn.Module, config: VittleConfig) -> VittleBottlenec
     # The module's config records what was resolved, so saving, dry-run and inspect never re-derive it.
     config = config.replace(layer_v=layer_v, layer_t=layer_t, hidden_size=_hidden_size(top))
     reference = top.get_input_embeddings().weight
-    bottleneck = VittleBottleneck(config).to(
-        device=_device_of(layers[layer_v], reference), dtype=reference.dtype
-    )
+    if existing is not None:  # re-attach a detached bottleneck (benchmarks switch it on and off per step)
+        if existing.config.model_dump() != config.model_dump():
+            raise ModelError("the bottleneck to re-attach was made for other layers or another hidden size")
+        bottleneck = existing
+    else:
+        bottleneck = VittleBottleneck(config).to(
+            device=_device_of(layers[layer_v], reference), dtype=reference.dtype
+        )
     bottleneck.train(top.training)
     top.add_module(BOTTLENECK_ATTR, bottleneck)
 
