@@ -10,7 +10,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.vittle-installed
 
 # The lowest transformers pyproject.toml allows (keep equal to its `transformers>=` floor).
-TRANSFORMERS_FLOOR ?= 5.23.0
+TRANSFORMERS_FLOOR ?= 5.17.0
 FLOOR_VENV ?= .venv-floor
 # A quick subset that touches every transformers internal vittle relies on: Trainer overrides, attach +
 # gradient checkpointing, loading, checkpoints, a tiny training run, merge.

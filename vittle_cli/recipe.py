@@ -12,7 +12,7 @@ from __future__ import annotations
 import importlib
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from vittle_cli.errors import did_you_mean
 
@@ -74,19 +74,41 @@ class ModelSection(_Section):
     )
 
 
+class DataSourceEntry(_Section):
+    """One source of a mix in data.train / data.eval (a plain string entry means {path: ...})."""
+
+    path: str = Field(description="File, save_to_disk folder, hub id (owner/name) or builtin:shapes.")
+    weight: float = Field(
+        default=1.0,
+        gt=0,
+        description="Share of an epoch as a multiple of the source's size (2 = each twice).",
+    )
+    limit: int | None = Field(default=None, ge=1, description="Use only the first N samples; null = all.")
+    shuffle: bool = Field(default=False, description="Shuffle (seeded) before taking `limit` samples.")
+    image_root: str | None = Field(default=None, description="This source's data.image_root; null = data's.")
+    format: Literal["auto", "llava", "sharegpt", "chat"] | None = Field(
+        default=None, description="This source's data.format; null = data's."
+    )
+
+
 class DataSection(_Section):
     """Instruction data for training and evaluation."""
 
-    train: str = Field(
+    train: str | list[str | DataSourceEntry] = Field(
         default="builtin:shapes",
-        description="LLaVA JSON file, HF dataset name, or builtin:shapes (synthetic).",
+        description="A source (JSON/JSONL, parquet, save_to_disk folder, hub id owner/name, builtin:shapes) "
+        "or a list of sources, each a path or {path, weight, limit, shuffle, image_root, format}.",
     )
-    eval: str | None = Field(
+    eval: str | list[str | DataSourceEntry] | None = Field(
         default=None, description="Held-out data in the same forms as data.train; null = none."
+    )
+    format: Literal["auto", "llava", "sharegpt", "chat"] = Field(
+        default="auto", description="Sample format: auto (detected per source), llava, sharegpt or chat."
     )
     image_root: str | None = Field(
         default=None,
-        description="Folder that image paths in the data are relative to; null = next to the data.",
+        description="Folder every image path must lie in (relative paths start there); null = relative to "
+        "the data file, absolute paths allowed.",
     )
     max_length: int = Field(
         default=2048, ge=1, description="Maximum tokens per sample; image spans are never cut."
@@ -94,14 +116,41 @@ class DataSection(_Section):
     on_bad_sample: Literal["skip", "error"] = Field(
         default="skip", description="What to do with a sample that cannot be used (missing image, bad turns)."
     )
+    max_bad_fraction: float = Field(
+        default=0.01, ge=0, le=1, description="Stop (exit 1) when more than this share of samples is bad."
+    )
     group_by_length: bool = Field(default=False, description="Batch samples of similar length together.")
     group_by_modality: bool = Field(
         default=False, description="Batch image and text-only samples separately (LLaVA's modality grouping)."
     )
     limit: int | None = Field(
-        default=None, ge=1, description="Use only the first N training samples; null = all."
+        default=None, ge=1, description="Use only the first N samples of each source; null = all."
     )
-    num_workers: int = Field(default=0, ge=0, description="DataLoader worker processes.")
+    num_workers: int | None = Field(
+        default=None, ge=0, description="DataLoader worker processes; null = picked from the CPU count."
+    )
+
+    @field_validator("train", "eval", mode="before")
+    @classmethod
+    def _source_entries(cls, value: Any) -> Any:
+        """Mapping entries become DataSourceEntry here, so a bad one is reported by its index and key."""
+        if not isinstance(value, list):
+            return value
+        out = []
+        for i, item in enumerate(value):
+            if isinstance(item, dict):
+                try:
+                    item = DataSourceEntry.model_validate(item)
+                except ValidationError as e:
+                    err = e.errors()[0]
+                    where = ".".join(str(p) for p in err["loc"])
+                    raise ValueError(f"entry {i}: {where}: {err['msg']} (got {err.get('input')!r})") from None
+            elif not isinstance(item, str | DataSourceEntry):
+                raise ValueError(
+                    f"entry {i}: expected a path or a mapping with path/weight/limit, got {item!r}"
+                )
+            out.append(item)
+        return out
 
 
 class BottleneckSection(_Section):
@@ -166,6 +215,17 @@ class QLoraSection(_Section):
     )
 
 
+class EvalSuiteSection(_Section):
+    """An eval suite run while training (clean and shifted accuracy every train.eval_steps)."""
+
+    name: str = Field(default="shapes-shift", description="Shipped suite name or suite YAML path.")
+    limit: int = Field(default=20, ge=1, description="Questions per split of the suite.")
+    variants: list[str] | None = Field(
+        default=None, description="Variant names to run (clean always); null = all of the suite's."
+    )
+    batch_size: int = Field(default=16, ge=1, description="Questions per generation batch.")
+
+
 class TrainSection(_Section):
     """Optimisation, precision, scale-out and adapters."""
 
@@ -193,6 +253,13 @@ class TrainSection(_Section):
         default=None, description="DeepSpeed preset (zero2, zero3, zero3_offload) or a DeepSpeed JSON path."
     )
     logging_steps: int = Field(default=10, ge=1, description="Log loss, KL terms and alpha every N steps.")
+    eval_steps: int = Field(
+        default=200, ge=1, description="Eval loss on data.eval and train.eval_suite every N optimizer steps."
+    )
+    eval_suite: EvalSuiteSection | None = Field(
+        default=None,
+        description="Suite evaluated while training (a name is short for {name: ...}); null = none.",
+    )
     optimizer: str = Field(
         default="adamw_torch",
         description="Optimizer: adamw_torch, adamw_torch_fused, adamw_8bit, paged_adamw_8bit, paged_adamw_32bit, "
@@ -204,6 +271,11 @@ class TrainSection(_Section):
     )
     lora: LoraSection = Field(default_factory=LoraSection, description="LoRA settings.")
     qlora: QLoraSection = Field(default_factory=QLoraSection, description="QLoRA settings.")
+
+    @field_validator("eval_suite", mode="before")
+    @classmethod
+    def _suite_name(cls, value: Any) -> Any:
+        return {"name": value} if isinstance(value, str) else value
 
     @field_validator("scheduler")
     @classmethod

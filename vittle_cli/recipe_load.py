@@ -116,8 +116,10 @@ def _parse_value(raw: str, annotation: Any) -> Any:
         return raw  # validation reports it against the field's type
     # YAML 1.1 reads 1e-4 as the string '1e-4'; pydantic's lax mode turns it into a float for float fields
     # (from files and overrides alike), and still rejects 'oops'.
-    if list in allowed and value is not None and not isinstance(value, list):
+    if list in allowed and str not in allowed and value is not None and not isinstance(value, list):
         return [value]  # `output.report_to=none` means [none]
+    if list in allowed and str in allowed and not isinstance(value, list):
+        return raw  # `data.train=a.json` stays the text given; `data.train=[a.json,b.json]` is a list
     return value
 
 

@@ -74,7 +74,7 @@ def _good_item_ok(item, processor):
 def test_skip_mode_counts_every_kind_and_never_feeds_a_bad_sample(root, processor):
     absolute_outside = {"id": "bad-abs", "image": str(root / "outside.png"), "conversations": _conv()}
     rows = [GOOD, *CHEAP.values(), absolute_outside, *LAZY.values(), {**GOOD, "id": "good-2"}]
-    dataset, report = _build(root, rows, processor)
+    dataset, report = _build(root, rows, processor, max_bad_fraction=1.0)
     # cheap problems never enter the dataset
     assert dataset.ids == ["good-1", "bad-corrupt", "bad-long", "good-2"]
     items = [dataset[i] for i in range(len(dataset))]

@@ -168,3 +168,41 @@ def test_template_whose_prompt_is_not_a_prefix_is_response_not_located(processor
     with pytest.raises(SampleProblem) as info:
         render_conversation(other, MULTI_TURN, [_img()], max_length=512)
     assert info.value.kind == "response_not_located"
+
+
+IM_CHATML = (
+    "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\n' }}"
+    "{% if message['content'] is string %}{{ message['content'] }}{% else %}"
+    "{% for c in message['content'] %}{% if c['type'] == 'image' %}{{ '<image>' }}"
+    "{% elif c['type'] == 'text' %}{{ c['text'] }}{% endif %}{% endfor %}{% endif %}"
+    "{{ '<|im_end|>\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+
+
+@pytest.mark.parametrize("template", ["tiny", "chatml"])
+def test_one_render_and_a_search_find_the_same_responses_as_rendering_every_prefix(template, processor):
+    from vittle_cli.data.render import _exact_spans, _response_wrapper, _searched_spans, template_text
+
+    proc = processor if template == "tiny" else copy.deepcopy(processor)
+    if template == "chatml":
+        proc.chat_template = IM_CHATML
+    wrapper = _response_wrapper(proc)
+    assert wrapper is not None  # the fast path is on for both templates
+    tricky = [
+        _user("Say Yes", images=1), _assistant("Yes"), _user("Yes or no? Yes"), _assistant("Yes"),
+        {"role": "system", "content": [{"type": "text", "text": "Be brief."}]}, _user("2"), _assistant("2"),
+    ]  # fmt: skip
+    for messages in (MULTI_TURN, tricky, MULTI_TURN * 5):
+        full = template_text(proc, messages)
+        assert _searched_spans(messages, full, wrapper) == _exact_spans(proc, messages, full)
+
+
+def test_a_template_the_probe_cannot_verify_falls_back_to_the_exact_method(processor):
+    from vittle_cli.data.render import _response_wrapper
+
+    odd = copy.deepcopy(processor)
+    # responses rendered upper-cased: the probe text is not found, so no search is trusted
+    odd.chat_template = IM_CHATML.replace("{{ c['text'] }}", "{{ c['text'] | upper }}")
+    assert _response_wrapper(odd) is None
+    sample = render_conversation(odd, MULTI_TURN[:2], [_img()], 512).tensors
+    assert processor.tokenizer.decode(sample["input_ids"][sample["labels"] != IGNORE_INDEX]).startswith("YES")

@@ -196,12 +196,14 @@ def test_json_is_parsed_once_per_version_of_the_file(processor, image_dir, tmp_p
     data = _data(path, image_root=str(image_dir))
     first, _ = build_train_dataset(data, processor, cache_dir=tmp_path / "c")
     real = sources._json_to_arrow
-    monkeypatch.setattr(sources, "_json_to_arrow", lambda p: pytest.fail("parsed a cached JSON again"))
+    monkeypatch.setattr(
+        sources, "_json_to_arrow", lambda p, fmt=None: pytest.fail("parsed a cached JSON again")
+    )
     again, _ = build_train_dataset(data, processor, cache_dir=tmp_path / "c")
     assert again.ids == first.ids
     path.write_text(json.dumps(LLAVA_ROWS[:2]))  # a changed file is parsed again
     calls = []
-    monkeypatch.setattr(sources, "_json_to_arrow", lambda p: calls.append(p) or real(p))
+    monkeypatch.setattr(sources, "_json_to_arrow", lambda p, fmt=None: calls.append(p) or real(p, fmt))
     changed, _ = build_train_dataset(data, processor, cache_dir=tmp_path / "c")
     assert changed.ids == ["000123", "7"] and calls == [path]
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from openended_data import make_lbcoco, make_lbwild, make_lbwilder, make_wvbench
@@ -128,3 +129,20 @@ def test_a_rule_file_of_the_wrong_shape_is_one_line(tmp_path):
     (root / "rule.json").write_text("[1, 2]")
     with pytest.raises(DataError, match="must map rule names"):
         load_openended_suite(_suite("lbcoco", root))
+
+
+def test_the_judged_family_is_registered_and_checks_its_suites(tmp_path):
+    import yaml
+
+    from vittle_cli.eval.tasks import get_task, list_tasks
+
+    assert "openended" in list_tasks()
+    task = get_task("openended")
+    assert task.primary_metric == "relative_score"
+    assert task.check_suite(load_suite("lbcoco")) == []
+    assert task.check_suite(load_suite("pope")) and not load_suite("pope").is_openended
+    spec = yaml.safe_load((Path(__file__).parents[2] / "recipes" / "suites" / "lbcoco.yaml").read_text())
+    del spec["task"]
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(spec))
+    with pytest.raises(UsageError, match="add `task: openended`"):
+        load_suite(tmp_path / "s.yaml")

@@ -1,8 +1,7 @@
 """One sample as chat messages + image references, with the cheap checks done before training starts.
 
-LLaVA turns become chat messages (human -> user, gpt -> assistant). As in LLaVA's own preprocessing, the
-`<image>` placeholders are taken out of the text and the images are put first in their user turn, as
-{"type": "image"} content items; the processor's chat template then decides where they are rendered.
+The format of the row (formats.py) decides where its images stand; the processor's chat template then
+decides how {"type": "image"} items are rendered.
 """
 
 from __future__ import annotations
@@ -13,11 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from vittle_cli.data.formats import count_mismatch, messages_of
 from vittle_cli.data.report import SampleProblem
-from vittle_cli.data.sources import LLAVA
-
-IMAGE_PLACEHOLDER = "<image>"
-ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "system": "system"}
 
 
 @dataclass
@@ -27,7 +23,7 @@ class ImageRef:
 
     path: str | None = None
     data: bytes | None = None
-    from_data: bool = True  # a path written by the user, so it must stay inside image_root
+    from_data: bool = True  # a path written by the user, so it must follow the path rules
 
 
 @dataclass
@@ -45,100 +41,72 @@ def sample_id(row: dict, index: int) -> str:
     return str(row["id"]) if row.get("id") is not None else str(index)
 
 
-def _as_list(value: Any) -> list:
-    if value is None:
-        return []
-    return list(value) if isinstance(value, list | tuple) else [value]
-
-
 def _image_ref(value: Any) -> ImageRef:
     if isinstance(value, dict):  # a `datasets` Image column, undecoded
         return ImageRef(path=value.get("path"), data=value.get("bytes"), from_data=False)
     return ImageRef(path=str(value))
 
 
-def _role(name: str) -> str:
-    role = ROLES.get(name)
-    if role is None:
-        raise SampleProblem("unknown_role", f"role {name!r}")
-    return role
-
-
-def _from_llava(row: dict) -> tuple[list[dict], int]:
-    messages, placeholders = [], 0
-    for turn in _as_list(row.get("conversations")):
-        role, text = _role(turn.get("from", "")), turn.get("value") or ""
-        if role == "user":
-            n = text.count(IMAGE_PLACEHOLDER)
-            placeholders += n
-            text = text.replace(IMAGE_PLACEHOLDER, "").strip() if n else text
-            content = [{"type": "image"}] * n + [{"type": "text", "text": text}]
-        else:
-            content = [{"type": "text", "text": text}]
-        messages.append({"role": role, "content": content})
-    return messages, placeholders
-
-
-def _from_messages(row: dict) -> tuple[list[dict], int]:
-    messages, placeholders = [], 0
-    for msg in _as_list(row.get("messages")):
-        content = msg.get("content")
-        items = [{"type": "text", "text": content}] if isinstance(content, str) else []
-        for c in _as_list(content) if not isinstance(content, str) else []:
-            if c.get("type") == "image":
-                items.append({"type": "image"})
-                placeholders += 1
-            elif c.get("type") == "text":
-                items.append({"type": "text", "text": c.get("text") or ""})
-        messages.append({"role": _role(msg.get("role", "")), "content": items})
-    return messages, placeholders
+def _n_images(message: dict) -> int:
+    return sum(c["type"] == "image" for c in message["content"])
 
 
 def parse_row(row: dict, form: str, index: int) -> Conversation:
-    """Turn a raw row into a Conversation.
+    """Turn a raw row of format `form` (formats.FORMATS) into a Conversation.
 
     Raises:
-        SampleProblem: unknown_role, empty_conversation, image_without_placeholder, placeholder_without_image.
+        SampleProblem: unknown_role, video_not_supported, image_without_placeholder,
+            placeholder_without_image, empty_conversation.
     """
-    if form == LLAVA:
-        messages, placeholders = _from_llava(row)
-        images = [_image_ref(v) for v in _as_list(row.get("image"))]
-    else:
-        messages, placeholders = _from_messages(row)
-        images = [_image_ref(v) for v in _as_list(row.get("images"))]
-    # Turns after the last response have nothing to learn from.
+    messages, images, videos = messages_of(row, form)
+    n_video_items = sum(c["type"] == "video" for m in messages for c in m["content"])
+    if videos or n_video_items:
+        raise SampleProblem("video_not_supported", f"{len(videos)} video(s), {n_video_items} <video> item(s)")
+    mismatch = count_mismatch(form, messages, len(images))
+    if mismatch is not None:
+        raise mismatch
+    # Turns after the last response have nothing to learn from; their images go with them.
     while messages and messages[-1]["role"] != "assistant":
-        dropped = messages.pop()
-        placeholders -= sum(c["type"] == "image" for c in dropped["content"])
+        dropped = _n_images(messages.pop())
+        images = images[: len(images) - dropped]
     if "user" not in [m["role"] for m in messages[:-1]]:  # the last message is a response (or none)
         raise SampleProblem("empty_conversation")
-    if len(images) > placeholders:
-        raise SampleProblem("image_without_placeholder", f"{len(images)} images, {placeholders} placeholders")
-    if len(images) < placeholders:
-        raise SampleProblem("placeholder_without_image", f"{placeholders} placeholders, {len(images)} images")
-    return Conversation(sample_id(row, index), messages, images)
+    return Conversation(sample_id(row, index), messages, [_image_ref(v) for v in images])
 
 
-def check_image_paths(conv: Conversation, image_root: Path) -> None:
-    """Resolve relative paths against image_root and check they stay inside it and exist (no decoding).
+def _inside(path: str, root: str) -> bool:
+    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
+
+
+def check_image_paths(conv: Conversation, image_root: Path, enforce_root: bool = True) -> None:
+    """Resolve image paths and check them without decoding.
+
+    With enforce_root (data.image_root set), a path (relative, or absolute) must lie inside image_root once
+    `..` is resolved as text; symlinks inside the root are followed, as they are the user's file system.
+    Without it, relative paths resolve against image_root (the data file's folder) and absolute paths are
+    taken as they are.
 
     Raises:
         SampleProblem: image_outside_root, missing_image.
     """
-    root = os.path.normpath(os.path.abspath(image_root))
+    root = os.path.normpath(os.path.abspath(os.path.expanduser(image_root)))
+    real_root = os.path.realpath(root)  # an absolute path may spell the root through its real location
     for ref in conv.images:
         if ref.data is not None:
             continue
         if ref.path is None:
             raise SampleProblem("missing_image", "no path and no bytes")
-        # Lexical check (no symlink resolution): '..' or an absolute path may not leave image_root, while a
-        # symlinked image folder inside it stays allowed.
-        full = os.path.normpath(os.path.join(root, ref.path))
-        if ref.from_data and not (full == root or full.startswith(root + os.sep)):
-            raise SampleProblem("image_outside_root", ref.path)
+        written = ref.path
+        full = os.path.normpath(os.path.join(root, os.path.expanduser(written)))
+        if enforce_root and ref.from_data and not (_inside(full, root) or _inside(full, real_root)):
+            raise SampleProblem(
+                "image_outside_root",
+                f"{written} resolves to {full}, outside data.image_root={root}",
+                fix="write paths inside data.image_root, or unset data.image_root to allow absolute paths",
+            )
         ref.path = full
         if not os.path.isfile(full):
-            raise SampleProblem("missing_image", ref.path)
+            raise SampleProblem("missing_image", full)
 
 
 # A 12000x12000 PNG can be 420 KB on disk and 432 MB decoded; no training image needs more than this.

@@ -1,16 +1,20 @@
-"""The training dataset: a source's rows, checked up front, rendered lazily into model inputs.
+"""The dataset of one source: its rows, checked up front (the pre-scan), rendered lazily into model inputs.
 
-    dataset, report = build_train_dataset(recipe.data, processor, seed=recipe.train.seed)
+    dataset, report = build_train_dataset(recipe.data, processor, seed=recipe.train.seed)  # mixture.py
     collator = DataCollator(processor)
 
-Cheap problems (missing or escaping image paths, empty conversations, placeholder/image mismatches) are
-found when the dataset is built; decoding and rendering problems appear in __getitem__. With
-data.on_bad_sample=skip a bad sample is replaced by the next good one (deterministically) and counted in
-the shared DataReport; with "error" the first one raises a DataError naming the sample.
+Cheap problems (missing or escaping image paths, empty conversations, placeholder/image mismatches, images
+longer than data.max_length) are found when the dataset is built; decoding and rendering problems appear in
+__getitem__. With data.on_bad_sample=skip a bad sample is replaced by the next good one (deterministically)
+and counted in the shared DataReport (and appended to `problem_log`, which the trainer reads, since worker
+processes have their own copy of the report); with "error" the first one raises a DataError naming it.
 """
 
 from __future__ import annotations
 
+import json
+import random
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +23,7 @@ from torch.utils.data import Dataset
 
 from vittle_cli.data.conversation import Conversation, check_image_paths, load_images, parse_row, sample_id
 from vittle_cli.data.render import image_token_estimate, render_conversation, template_text
-from vittle_cli.data.report import DataReport, SampleProblem, problem_error
+from vittle_cli.data.report import BadDataError, DataReport, SampleProblem, problem_error
 from vittle_cli.data.sources import Source, load_source
 from vittle_cli.errors import DataError
 
@@ -61,6 +65,7 @@ class TrainDataset(Dataset):
         self.seed = seed
         self._bad: set[int] = set()  # indices found bad lazily: counted once, skipped from then on
         self._truncated: set[int] = set()  # counted once, not once per epoch
+        self.problem_log: Path | None = None  # JSONL of problems found while training (set by the trainer)
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -71,7 +76,7 @@ class TrainDataset(Dataset):
     def conversation(self, index: int) -> Conversation:
         """The parsed (not rendered) conversation of sample `index`, image paths resolved."""
         conv = parse_row(self.source.row(self.rows[index]), self.source.form, self.rows[index])
-        check_image_paths(conv, self.source.image_root)
+        check_image_paths(conv, self.source.image_root, self.source.enforce_root)
         return conv
 
     def render(self, index: int) -> dict[str, torch.Tensor]:
@@ -83,6 +88,15 @@ class TrainDataset(Dataset):
             if self.report.record("truncated", conv.id):
                 self.report.warn(["truncated"])
         return rendered.tensors
+
+    def _log_problem(self, sid: str, problem: SampleProblem) -> None:
+        if self.problem_log is None:
+            return
+        line = json.dumps(
+            {"source": self.report.source, "id": sid, "kind": problem.kind, "detail": problem.detail}
+        )
+        with open(self.problem_log, "a", encoding="utf-8") as f:  # one short appended line: atomic enough
+            f.write(line + "\n")
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         n = len(self.rows)
@@ -96,7 +110,8 @@ class TrainDataset(Dataset):
                 if self.on_bad_sample == "error":
                     raise problem_error(self.ids[i], problem) from None
                 self._bad.add(i)
-                if self.report.record(problem.kind, self.ids[i]):
+                self._log_problem(self.ids[i], problem)
+                if self.report.record(problem.kind, self.ids[i], problem):
                     self.report.warn([problem.kind])
         raise DataError(f"{self.report.source}: every sample is bad; see the warnings above and fix the data")
 
@@ -119,39 +134,73 @@ def _length_model(processor, convs: list[Conversation]) -> tuple[float, float]:
     return ratio, max(0.0, (total - ratio * chars) / n_messages)
 
 
+@dataclass
+class SourceEntry:
+    """One source of data.train / data.eval with its settings resolved (entry's own, else the section's)."""
+
+    path: str
+    weight: float = 1.0
+    limit: int | None = None
+    shuffle: bool = False
+    image_root: str | None = None
+    format: str | None = None
+
+
+def _scan_order(n_rows: int, entry: SourceEntry, seed: int) -> list[int]:
+    """Row indices to read: the first `limit` rows, or `limit` seeded-random ones with shuffle."""
+    total = n_rows if entry.limit is None else min(entry.limit, n_rows)
+    if not entry.shuffle:
+        return list(range(total))
+    return sorted(random.Random(f"{seed}/{entry.path}").sample(range(n_rows), total))
+
+
+def _iter_selected(source: Source, order: list[int]):
+    if len(order) == len(source) or order == list(range(len(order))):
+        yield from zip(order, source.iter_rows(), strict=False)
+        return
+    for index in order:
+        yield index, source.row(index)
+
+
 def build_dataset(
-    spec: str, data: Any, processor: Any, seed: int = 0, cache_dir: Path | None = None
+    entry: SourceEntry | str, data: Any, processor: Any, seed: int = 0, cache_dir: Path | None = None
 ) -> tuple[TrainDataset, DataReport]:
-    """Open `spec`, run the cheap checks on every sample and return the lazy dataset with its report.
+    """Open one source, run the pre-scan (cheap checks, no image decoding) on its samples and return the lazy
+    dataset with its report.
 
     Args:
-        spec: a data source (data.train / data.eval form).
-        data: the recipe's data section (image_root, max_length, on_bad_sample, limit).
+        entry: the source and its settings (a plain string: data's settings).
+        data: the recipe's data section (max_length, on_bad_sample; defaults for the entry).
         processor: the model's processor (chat template, tokenizer, image processor).
-        seed: default seed for samplers built on this dataset.
+        seed: default seed for samplers built on this dataset (and for `shuffle`).
         cache_dir: cache folder for `datasets` (default: the vittle cache).
 
     Raises:
         DataError: unusable source; with on_bad_sample=error, the first bad sample.
     """
+    if isinstance(entry, str):
+        entry = SourceEntry(entry, limit=data.limit, image_root=data.image_root, format=data.format)
     if cache_dir is None:
         from vittle_cli.model.builtin import cache_root
 
         cache_dir = cache_root() / "datasets"
-    source = load_source(spec, data.image_root, cache_dir)
-    total = len(source) if data.limit is None else min(data.limit, len(source))
-    report = DataReport(source=spec, total=total)
+    source = load_source(entry.path, entry.image_root, cache_dir, entry.format)
+    order = _scan_order(len(source), entry, seed)
+    report = DataReport(source=entry.path, total=len(order))
     rows, ids, chars, n_messages, n_images, sample_convs = [], [], [], [], [], []
     first_error: DataError | None = None
-    for index, row in enumerate(source.iter_rows()):
-        if index >= total:
-            break
+    per_image = image_token_estimate(processor)
+    for index, row in _iter_selected(source, order):
         try:
             conv = parse_row(row, source.form, index)
-            check_image_paths(conv, source.image_root)
+            check_image_paths(conv, source.image_root, source.enforce_root)
+            if len(conv.images) * per_image > data.max_length:
+                raise SampleProblem(
+                    "too_long", f"{len(conv.images)} image(s) of ~{per_image} tokens > {data.max_length}"
+                )
         except SampleProblem as problem:
             sid = sample_id(row, index)
-            report.record(problem.kind, sid)
+            report.record(problem.kind, sid, problem)
             first_error = first_error or problem_error(sid, problem)
             continue
         rows.append(index)
@@ -166,10 +215,9 @@ def build_dataset(
         raise DataError(str(first_error) + (f" ({others} more bad samples)" if others else ""))
     if report.counts:
         report.warn()
-    if not rows:
-        raise DataError(f"data source {spec}: no usable samples; fix the problems above")
+    if not rows:  # every sample bad: above any limit
+        raise BadDataError(report, data.max_bad_fraction, f"data source {entry.path}")
     ratio, per_message = _length_model(processor, sample_convs)
-    per_image = image_token_estimate(processor) if any(n_images) else 0
     lengths = [
         round(c * ratio + m * per_message) + n * per_image
         for c, m, n in zip(chars, n_messages, n_images, strict=True)
@@ -179,10 +227,3 @@ def build_dataset(
         source, processor, rows, ids, lengths, has_image, report, data.max_length, data.on_bad_sample, seed
     )
     return dataset, report
-
-
-def build_train_dataset(
-    data: Any, processor: Any, seed: int = 0, cache_dir: Path | None = None
-) -> tuple[TrainDataset, DataReport]:
-    """The training set of a recipe's data section (data.train). See build_dataset."""
-    return build_dataset(data.train, data, processor, seed, cache_dir)

@@ -43,9 +43,9 @@ def template_text(processor, messages: list[dict], add_generation_prompt: bool =
         raise SampleProblem("response_not_located", f"chat template failed: {e}") from e
 
 
-def response_spans(processor, messages: list[dict]) -> tuple[str, list[tuple[int, int, int]]]:
-    """The rendered conversation and, per assistant message, (message index, char start, char end)."""
-    full = template_text(processor, messages, False)
+def _exact_spans(processor, messages: list[dict], full: str) -> list[tuple[int, int, int]]:
+    """Spans by rendering the conversation up to and through every assistant turn: exact for any template,
+    but quadratic in the number of turns."""
     spans = []
     for a, msg in enumerate(messages):
         if msg["role"] != "assistant":
@@ -55,7 +55,76 @@ def response_spans(processor, messages: list[dict]) -> tuple[str, list[tuple[int
         if not (through.startswith(prefix) and full.startswith(through)) or len(through) == len(prefix):
             raise SampleProblem("response_not_located", f"turn {a}: generation prompt is not a prefix")
         spans.append((a, len(prefix), len(through)))
-    return full, spans
+    return spans
+
+
+_PROBE_TEXT = ("Probe question one?", "Probe answer one.", "Probe question two?", "Probe answer two.")
+_WRAPPERS: dict[str, tuple[str, str] | None] = {}  # chat template -> (text before, after a response) or None
+
+
+def _probe_messages() -> list[dict]:
+    roles = ("user", "assistant", "user", "assistant")
+    return [
+        {"role": r, "content": [{"type": "text", "text": t}]} for r, t in zip(roles, _PROBE_TEXT, strict=True)
+    ]
+
+
+def _response_wrapper(processor) -> tuple[str, str] | None:
+    """What the template writes right before and after a response's text, learnt once per template from a
+    probe conversation, and kept only if searching for it reproduces the exact spans of the probe."""
+    template = getattr(processor, "chat_template", None)
+    if not isinstance(template, str):
+        return None
+    if template not in _WRAPPERS:
+        _WRAPPERS[template] = None
+        try:
+            probe = _probe_messages()
+            full = template_text(processor, probe)
+            exact = _exact_spans(processor, probe, full)
+            first = full[exact[0][1] : exact[0][2]]
+            at = first.find(_PROBE_TEXT[1])
+            if at >= 0:
+                wrapper = (first[:at], first[at + len(_PROBE_TEXT[1]) :])
+                if _searched_spans(probe, full, wrapper) == exact:
+                    _WRAPPERS[template] = wrapper
+        except SampleProblem:
+            pass
+    return _WRAPPERS[template]
+
+
+def _searched_spans(
+    messages: list[dict], full: str, wrapper: tuple[str, str]
+) -> list[tuple[int, int, int]] | None:
+    """Spans found by one left-to-right search of the rendered text (linear in its length): each message's
+    text in turn, a response as before + text + after. None when any text is not where it should be."""
+    before, after = wrapper
+    spans, cursor = [], 0
+    for a, msg in enumerate(messages):
+        text = "".join(c.get("text") or "" for c in msg["content"] if c["type"] == "text")
+        if msg["role"] == "assistant":
+            at = full.find(before + text + after, cursor)
+            if at < 0:
+                return None
+            cursor = at + len(before) + len(text) + len(after)
+            spans.append((a, at, cursor))
+        elif text:
+            at = full.find(text, cursor)
+            if at < 0:
+                return None
+            cursor = at + len(text)
+    return spans
+
+
+def response_spans(processor, messages: list[dict]) -> tuple[str, list[tuple[int, int, int]]]:
+    """The rendered conversation and, per assistant message, (message index, char start, char end).
+
+    The template is rendered once and the responses found by search when the template's response wrapper is
+    known (_response_wrapper); otherwise, or if the search fails, by the exact quadratic method.
+    """
+    full = template_text(processor, messages, False)
+    wrapper = _response_wrapper(processor)
+    spans = _searched_spans(messages, full, wrapper) if wrapper is not None else None
+    return full, spans if spans is not None else _exact_spans(processor, messages, full)
 
 
 def _align(src: list[int], dst: list[int]) -> list[int] | None:
@@ -89,10 +158,14 @@ def _encode(processor, messages: list[dict], images: list) -> tuple[dict, list[l
     if where is None:
         raise SampleProblem("response_not_located", "processor tokens do not extend the text tokens")
     positions: list[list[int]] = [[] for _ in spans]
+    s = 0  # spans are ordered and disjoint, tokens too: one merge pass (linear in the conversation)
     for k, (start, end) in enumerate(plain["offset_mapping"]):
-        for s, (_, lo, hi) in enumerate(spans):
-            if end > start and lo <= start < hi:
-                positions[s].append(where[k])
+        while s < len(spans) and start >= spans[s][2]:
+            s += 1
+        if s == len(spans):
+            break
+        if end > start and spans[s][1] <= start:
+            positions[s].append(where[k])
     for s, (a, lo, hi) in enumerate(spans):
         pos = positions[s]
         decoded = tok.decode(

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from vittle_cli.errors import DataError
+from vittle_cli.errors import DataError, VittleError
 
 # problem -> (what went wrong, how to fix it). "truncated" is counted but the sample is still used.
 PROBLEMS: dict[str, tuple[str, str]] = {
@@ -46,6 +46,10 @@ PROBLEMS: dict[str, tuple[str, str]] = {
         "the sample has more <image> placeholders than images",
         "add the missing image or remove the extra <image> placeholders",
     ),
+    "video_not_supported": (
+        "the sample has videos, which vittle does not train on yet",
+        "remove the video samples (or their videos)",
+    ),
     "truncated": ("trailing turns dropped to fit data.max_length", "raise data.max_length to keep them"),
 }
 MAX_EXAMPLES = 20  # sample ids kept per problem
@@ -54,19 +58,21 @@ MAX_EXAMPLES = 20  # sample ids kept per problem
 class SampleProblem(Exception):
     """Raised inside the data pipeline for one bad sample; turned into a count or a DataError."""
 
-    def __init__(self, kind: str, detail: str = ""):
+    def __init__(self, kind: str, detail: str = "", fix: str | None = None):
         assert kind in PROBLEMS, kind
         self.kind = kind
         self.detail = detail
+        self.fix = fix or PROBLEMS[kind][1]  # a fix that knows the sample's format beats the generic one
         super().__init__(f"{kind}: {detail}" if detail else kind)
 
 
 def problem_error(sample_id: str, problem: SampleProblem) -> DataError:
     """The DataError for data.on_bad_sample=error: names the sample, the problem and the fix."""
-    what, fix = PROBLEMS[problem.kind]
+    what = PROBLEMS[problem.kind][0]
     detail = f" ({problem.detail})" if problem.detail else ""
     return DataError(
-        f"sample {sample_id!r}: {problem.kind}: {what}{detail}; fix: {fix}, or set data.on_bad_sample=skip"
+        f"sample {sample_id!r}: {problem.kind}: {what}{detail}; fix: {problem.fix}, or set "
+        "data.on_bad_sample=skip"
     )
 
 
@@ -82,10 +88,13 @@ class DataReport:
     total: int = 0  # samples in the source (after data.limit)
     counts: dict[str, int] = field(default_factory=dict)
     examples: dict[str, list[str]] = field(default_factory=dict)
+    first: dict[str, tuple[str, str]] = field(default_factory=dict)  # kind -> (detail, fix) of its first case
 
-    def record(self, kind: str, sample_id: str) -> bool:
+    def record(self, kind: str, sample_id: str, problem: SampleProblem | None = None) -> bool:
         """Count one problem; True when it is the first of its kind (so the caller can warn once)."""
         first = kind not in self.counts
+        if first:
+            self.first[kind] = (problem.detail, problem.fix) if problem else ("", PROBLEMS[kind][1])
         self.counts[kind] = self.counts.get(kind, 0) + 1
         ids = self.examples.setdefault(kind, [])
         if len(ids) < MAX_EXAMPLES:
@@ -100,7 +109,46 @@ class DataReport:
         ids = ", ".join(self.examples.get(kind, [])[:3])
         more = ", ..." if self.counts[kind] > 3 else ""
         verb = "" if kind == "truncated" else "skipped, "
-        return f"{self.counts[kind]} {verb}{kind}: {PROBLEMS[kind][0]} (e.g. {ids}{more}); fix: {PROBLEMS[kind][1]}"
+        detail, fix = self.first.get(kind, ("", PROBLEMS[kind][1]))
+        first = f"; first: {detail}" if detail else ""
+        return f"{self.counts[kind]} {verb}{kind}: {PROBLEMS[kind][0]} (e.g. {ids}{more}{first}); fix: {fix}"
+
+    def merge(self, other: DataReport) -> None:
+        """Add another report's counts (the combined report of a mix of sources)."""
+        self.total += other.total
+        for kind, n in other.counts.items():
+            self.first.setdefault(kind, other.first.get(kind, ("", PROBLEMS[kind][1])))
+            self.counts[kind] = self.counts.get(kind, 0) + n
+            ids = self.examples.setdefault(kind, [])
+            ids.extend(other.examples.get(kind, [])[: MAX_EXAMPLES - len(ids)])
+
+    @property
+    def bad_fraction(self) -> float:
+        return self.skipped / self.total if self.total else 0.0
+
+    def to_json(self) -> dict:
+        return {
+            "source": self.source,
+            "total": self.total,
+            "bad": self.skipped,
+            "bad_fraction": round(self.bad_fraction, 6),
+            "counts": dict(sorted(self.counts.items())),
+            "examples": {k: self.examples.get(k, []) for k in sorted(self.counts)},
+            "fixes": {k: self.first.get(k, ("", PROBLEMS[k][1]))[1] for k in sorted(self.counts)},
+        }
+
+    def table(self) -> str:
+        """The per-reason table (plain text, for messages and logs)."""
+        rows = [("reason", "count", "e.g.", "fix")]
+        for kind in sorted(self.counts):
+            detail, fix = self.first.get(kind, ("", PROBLEMS[kind][1]))
+            ids = ", ".join(self.examples.get(kind, [])[:3])
+            rows.append((kind, str(self.counts[kind]), ids + (f" ({detail})" if detail else ""), fix))
+        widths = [max(len(r[i]) for r in rows) for i in range(3)]
+        return "\n".join(
+            "  " + "  ".join(c.ljust(w) for c, w in zip(r[:3], widths, strict=True)) + "  " + r[3]
+            for r in rows
+        )
 
     def summary(self) -> str:
         head = f"{self.source}: {self.total} samples, {self.total - self.skipped} used"
@@ -116,3 +164,22 @@ class DataReport:
         console = Console(stderr=True, highlight=False)
         for kind in kinds if kinds is not None else sorted(self.counts):
             console.print(f"[yellow]warning:[/yellow] {escape(self.source)}: {escape(self.line(kind))}")
+
+
+class BadDataError(VittleError):
+    """More bad samples than data.max_bad_fraction allows (exit 1: the run stops; --dry-run turns it into
+    a UsageError, exit 2)."""
+
+    def __init__(self, report: DataReport, max_fraction: float, when: str):
+        self.report = report
+        super().__init__(
+            f"{when}: {report.skipped} of {report.total} samples are bad ({report.bad_fraction:.1%}), more than "
+            f"data.max_bad_fraction={max_fraction:g}; fix the data (per reason below) or raise "
+            f"data.max_bad_fraction\n{report.table()}"
+        )
+
+
+def check_bad_fraction(report: DataReport, max_fraction: float, when: str = "data pre-scan") -> None:
+    """Raise BadDataError when the report's share of bad samples is above `max_fraction`."""
+    if report.bad_fraction > max_fraction:
+        raise BadDataError(report, max_fraction, when)

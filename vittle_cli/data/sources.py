@@ -1,10 +1,10 @@
 """Open a training-data source as an Arrow-backed `datasets.Dataset` of raw rows.
 
-Sources (data.train / data.eval):
+Sources (each entry of data.train / data.eval):
   builtin:shapes                      the built-in synthetic set (LLaVA JSON + its image folder)
-  file.json / file.jsonl              LLaVA conversations ({"id", "image", "conversations"}) or
-                                      chat messages ({"messages", "images"}), one sample per element/line
-  file.parquet / a save_to_disk dir   either form, as written by `datasets`
+  file.json / file.jsonl              one sample per element/line, in any format of formats.py
+  file.parquet / a save_to_disk dir   any of those forms, as written by `datasets`
+  owner/name                          a Hugging Face hub data set (split "train"), via datasets.load_dataset
 
 JSON is parsed with the json module and normalised before it becomes Arrow: `datasets`' own JSON reader
 turns ids such as "000123" into 123 when ints and strings mix, and rejects rows with extra keys.
@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import re
 import shutil
 import tempfile
 from contextlib import contextmanager
@@ -22,21 +24,32 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from vittle_cli.data.formats import (
+    FORMATS,
+    LLAVA,
+    as_list,
+    check_format_fits,
+    detect_format,
+    item_path,
+    turns_of,
+)
 from vittle_cli.errors import DataError
 from vittle_cli.fileio import read_utf8
 
-LLAVA, MESSAGES = "llava", "messages"
-NORMALISED_VERSION = 1  # bump when the normalisation changes, so cached Arrow copies of JSON are redone
+NORMALISED_VERSION = 2  # bump when the normalisation changes, so cached Arrow copies of JSON are redone
+FORMAT_FILE = "vittle_format.txt"  # the detected format, kept beside a cached Arrow copy
+HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
 @dataclass
 class Source:
-    """Rows of one data source, their form, and the folder relative image paths live in."""
+    """Rows of one data source, their format, and the path rule for the image paths written in them."""
 
     name: str
     rows: Any  # datasets.Dataset in Arrow format
-    form: str  # LLAVA or MESSAGES
+    form: str  # one of formats.FORMATS
     image_root: Path
+    enforce_root: bool = False  # data.image_root was given: paths must stay inside it
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -49,57 +62,53 @@ class Source:
             yield from batch.to_pylist()
 
 
-def _form_of(columns: list[str], name: str) -> str:
-    if "conversations" in columns:
-        return LLAVA
-    if "messages" in columns:
-        return MESSAGES
-    raise DataError(
-        f"data source {name}: found columns {sorted(columns)}, expected 'conversations' (LLaVA JSON) or "
-        "'messages' (+ 'images'); convert the data to one of these forms"
-    )
-
-
-def _as_list(value: Any) -> list:
-    if value is None:
-        return []
-    return list(value) if isinstance(value, list | tuple) else [value]
+def _text(value: Any) -> str:
+    return "" if value is None else str(value)
 
 
 def _normalise_llava(row: dict, index: int) -> dict:
-    turns = row.get("conversations")
     return {
         "id": str(index if row.get("id") is None else row["id"]),
-        "image": [str(p) for p in _as_list(row.get("image"))],
+        "image": [str(p) for p in as_list(row.get("image"))],
         "conversations": [
-            {"from": str(t.get("from", "")), "value": "" if t.get("value") is None else str(t.get("value"))}
-            for t in (turns if isinstance(turns, list) else [])
+            {"from": _text(t.get("from", t.get("role"))), "value": _text(t.get("value", t.get("content")))}
+            for t in turns_of(row)
             if isinstance(t, dict)
         ],
     }
 
 
+def _normalise_item(c: dict) -> dict:
+    path = item_path(c)
+    return {
+        "type": _text(c.get("type", "text")),
+        "text": None if c.get("text") is None else str(c.get("text")),
+        "image": None if path is None or isinstance(path, dict) else str(path),
+    }
+
+
 def _normalise_content(content: Any) -> list[dict]:
     # Arrow needs one type per column: a plain-string content becomes one text item
-    if isinstance(content, str):
-        return [{"type": "text", "text": content}]
-    items = []
-    for c in _as_list(content):
-        if isinstance(c, dict):
-            text = c.get("text")
-            items.append({"type": str(c.get("type", "text")), "text": None if text is None else str(text)})
-    return items
+    if not isinstance(content, list | tuple):
+        return [{"type": "text", "text": _text(content), "image": None}]
+    return [_normalise_item(c) for c in content if isinstance(c, dict)]
+
+
+def _path_of(value: Any) -> str:
+    return str(value.get("path") if isinstance(value, dict) else value)
 
 
 def _normalise_messages(row: dict, index: int) -> dict:
-    msgs = row.get("messages")
-    images = [p.get("path") if isinstance(p, dict) else p for p in _as_list(row.get("images"))]
     return {
         "id": str(index if row.get("id") is None else row["id"]),
-        "images": [str(p) for p in images],
+        "images": [_path_of(p) for p in as_list(row.get("images"))],
+        "videos": [_path_of(p) for p in as_list(row.get("videos"))],
         "messages": [
-            {"role": str(m.get("role", "")), "content": _normalise_content(m.get("content"))}
-            for m in (msgs if isinstance(msgs, list) else [])
+            {
+                "role": _text(m.get("role", m.get("from"))),
+                "content": _normalise_content(m.get("content", m.get("value"))),
+            }
+            for m in turns_of(row)
             if isinstance(m, dict)
         ],
     }
@@ -126,15 +135,18 @@ def _read_json_rows(path: Path) -> list:
     return data
 
 
-def _json_to_arrow(path: Path):
+def _json_to_arrow(path: Path, fmt: str | None = None):
+    """(normalised Arrow rows, format) of a JSON/JSONL file; `fmt` forces the format, None detects it."""
     from datasets import Dataset
 
     raw = [r for r in _read_json_rows(path) if isinstance(r, dict)]
     if not raw:
         raise DataError(f"data source {path}: no samples found; check the file")
-    form = _form_of(list(raw[0]), str(path))
-    norm = _normalise_llava if form == LLAVA else _normalise_messages
-    return Dataset.from_list([norm(r, i) for i, r in enumerate(raw)])
+    if fmt is None:
+        fmt = detect_format(raw, str(path))
+    check_format_fits(fmt, raw[0], str(path))
+    norm = _normalise_llava if fmt == LLAVA else _normalise_messages
+    return Dataset.from_list([norm(r, i) for i, r in enumerate(raw)]), fmt
 
 
 @contextmanager
@@ -151,23 +163,24 @@ def _quiet_datasets():
             enable_progress_bars()
 
 
-def _from_json(path: Path, cache_dir: Path | None):
-    """The normalised rows of a JSON/JSONL file. With a cache_dir they are saved once as Arrow and memory-mapped
-    from then on, so a large file is parsed once, not once per run and rank."""
+def _from_json(path: Path, cache_dir: Path | None, fmt: str | None = None):
+    """The normalised rows of a JSON/JSONL file and their format. With a cache_dir they are saved once as
+    Arrow and memory-mapped from then on, so a large file is parsed once, not once per run and rank."""
     import datasets
 
     if cache_dir is None:
-        rows = _json_to_arrow(path)
-        return rows, _form_of(rows.column_names, str(path))
+        return _json_to_arrow(path, fmt)
     st = path.stat()
-    stamp = f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}|{NORMALISED_VERSION}"
+    stamp = f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}|{NORMALISED_VERSION}|{fmt}"
     cached = Path(cache_dir) / "json-sources" / f"{path.stem}-{hashlib.sha1(stamp.encode()).hexdigest()[:16]}"
     if not cached.is_dir():
         cached.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{cached.name}.", dir=cached.parent))
         try:
             with _quiet_datasets():
-                _json_to_arrow(path).save_to_disk(str(tmp))
+                rows, detected = _json_to_arrow(path, fmt)
+                rows.save_to_disk(str(tmp))
+            (tmp / FORMAT_FILE).write_text(detected)
             try:
                 tmp.rename(cached)
             except OSError:  # another rank won the race; its copy is identical
@@ -175,34 +188,37 @@ def _from_json(path: Path, cache_dir: Path | None):
                     raise
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
-    rows = datasets.load_from_disk(str(cached))
-    return rows, _form_of(rows.column_names, str(path))
+    return datasets.load_from_disk(str(cached)), (cached / FORMAT_FILE).read_text().strip()
 
 
-def load_source(spec: str, image_root: str | None = None, cache_dir: Path | None = None) -> Source:
-    """Open `spec` (a builtin name, a file or a `save_to_disk` folder).
+def _format_of_rows(rows, fmt: str | None, name: str) -> str:
+    """The format of an Arrow source (parquet, save_to_disk, hub), from its first row unless forced."""
+    first = rows[0] if len(rows) else {c: None for c in rows.column_names}
+    if fmt is None:  # the schema names every column any row has (a null where a row lacks it)
+        return detect_format({**{c: None for c in rows.column_names}, **first}, name)
+    check_format_fits(fmt, first, name)
+    return fmt
 
-    Args:
-        spec: data.train or data.eval.
-        image_root: data.image_root; defaults to the source's own folder.
-        cache_dir: where Arrow copies of JSON sources and `datasets`' parquet cache go; None: no caching.
 
-    Raises:
-        DataError: unknown builtin, missing path, unsupported format or columns.
-    """
-    if spec.startswith("builtin:"):
-        from vittle_cli.data.shapes import resolve_builtin_data
+def _from_hub(name: str, cache_dir: Path | None):
+    """A hub data set's train split (online; honours HF_HUB_OFFLINE)."""
+    import datasets
 
-        shapes = resolve_builtin_data(spec)
-        rows, form = _from_json(shapes.train_json, cache_dir)
-        return Source(spec, rows.with_format("arrow"), form, shapes.image_root)
-
-    path = Path(spec).expanduser()
-    if not path.exists():
+    kwargs = {"cache_dir": str(cache_dir)} if cache_dir else {}
+    try:
+        with _quiet_datasets():
+            return datasets.load_dataset(name, split="train", **kwargs)
+    except Exception as e:  # offline, unknown name, no train split: all mean "cannot use this source"
+        offline = " (HF_HUB_OFFLINE is set)" if os.environ.get("HF_HUB_OFFLINE") in ("1", "true") else ""
+        first = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise DataError(
-            f"data source {spec}: no such file or folder; check data.train / data.eval (a hub data set must be "
-            "downloaded first, e.g. with datasets' load_dataset(...).save_to_disk(folder))"
-        )
+            f"data source {name}: not a local file or folder, and loading it from the hub failed{offline}: "
+            f"{first}; check the name, or download it first (datasets' load_dataset(...).save_to_disk(folder))"
+        ) from e
+
+
+def _open_local(path: Path, spec: str, cache_dir: Path | None, fmt: str | None):
+    """(rows, format, default image folder) of a local file or folder."""
     if path.is_dir():
         import datasets
 
@@ -214,21 +230,59 @@ def load_source(spec: str, image_root: str | None = None, cache_dir: Path | None
             if "train" not in rows:
                 raise DataError(f"data source {spec}: dataset dict without a 'train' split ({list(rows)})")
             rows = rows["train"]
-        form, default_root = _form_of(rows.column_names, spec), path
-    elif path.suffix in (".json", ".jsonl"):
-        rows, form = _from_json(path, cache_dir)
-        default_root = path.parent
-    elif path.suffix == ".parquet":
+        return rows, _format_of_rows(rows, fmt, spec), path
+    if path.suffix in (".json", ".jsonl"):
+        rows, form = _from_json(path, cache_dir, fmt)
+        return rows, form, path.parent
+    if path.suffix == ".parquet":
         import datasets
 
         kwargs = {"cache_dir": str(cache_dir)} if cache_dir else {}
         with _quiet_datasets():
             rows = datasets.load_dataset("parquet", data_files=str(path), split="train", **kwargs)
-        form, default_root = _form_of(rows.column_names, spec), path.parent
+        return rows, _format_of_rows(rows, fmt, spec), path.parent
+    raise DataError(
+        f"data source {spec}: unsupported file type {path.suffix!r}; use .json, .jsonl, .parquet, "
+        "a `datasets` save_to_disk folder, a hub data set id (owner/name), or builtin:shapes"
+    )
+
+
+def load_source(
+    spec: str, image_root: str | None = None, cache_dir: Path | None = None, fmt: str | None = None
+) -> Source:
+    """Open `spec` (a builtin name, a file, a `save_to_disk` folder or a hub id).
+
+    Args:
+        spec: one data source of data.train or data.eval.
+        image_root: the folder image paths must lie in (data.image_root); None: relative paths resolve
+            against the source's own folder and absolute paths are allowed.
+        cache_dir: where Arrow copies of JSON sources and `datasets`' caches go; None: no caching.
+        fmt: force a format (formats.FORMATS); None or "auto" detects it.
+
+    Raises:
+        DataError: unknown builtin, missing path, unsupported format or columns, hub load failure.
+    """
+    fmt = None if fmt in (None, "auto") else fmt
+    if fmt is not None and fmt not in FORMATS:
+        raise DataError(
+            f"data source {spec}: unknown format {fmt!r}; use auto or one of {', '.join(FORMATS)}"
+        )
+    root = Path(image_root).expanduser() if image_root else None
+    if spec.startswith("builtin:"):
+        from vittle_cli.data.shapes import resolve_builtin_data
+
+        shapes = resolve_builtin_data(spec)
+        rows, form = _from_json(shapes.train_json, cache_dir, fmt)
+        return Source(spec, rows.with_format("arrow"), form, root or shapes.image_root, root is not None)
+    path = Path(spec).expanduser()
+    if path.exists():
+        rows, form, default_root = _open_local(path, spec, cache_dir, fmt)
+    elif HUB_ID.match(spec) and not path.suffix:
+        rows = _from_hub(spec, cache_dir)
+        form, default_root = _format_of_rows(rows, fmt, spec), Path.cwd()
     else:
         raise DataError(
-            f"data source {spec}: unsupported file type {path.suffix!r}; use .json, .jsonl, .parquet, "
-            "a `datasets` save_to_disk folder, or builtin:shapes"
+            f"data source {spec}: no such file or folder; check data.train / data.eval (a hub data set is "
+            "written owner/name)"
         )
-    root = Path(image_root).expanduser() if image_root else default_root
-    return Source(spec, rows.with_format("arrow"), form, root)
+    return Source(spec, rows.with_format("arrow"), form, root or default_root, root is not None)

@@ -86,7 +86,8 @@ def run_openended_eval(
     runs = judge_runs or judge.default_runs
     started = time.time()
     translated = translate_questions(suite, items, judge, console)
-    cache = PredictionCache(out, _fingerprint(suite, model, max_new_tokens, base), discard_other=overwrite)
+    fingerprint = _fingerprint(suite, model, max_new_tokens, base, dtype)  # answers depend on the dtype
+    cache = PredictionCache(out, fingerprint, discard_other=overwrite)
     handle = LazyModel(load_model, model, base, dtype, device, console)
     computed = answer_missing(
         suite, handle, data, items, cache,

@@ -10,7 +10,7 @@ from transformers import TrainerCallback
 
 from vittle_cli.model.attach import get_bottleneck
 from vittle_cli.model.bottleneck import alpha_at
-from vittle_cli.train.metrics import MEMORY_FIELDS, METRIC_FIELDS
+from vittle_cli.train.metrics import EVAL_FIELDS, MEMORY_FIELDS, METRIC_FIELDS
 
 
 class AlphaCallback(TrainerCallback):
@@ -30,9 +30,12 @@ class AlphaCallback(TrainerCallback):
 
 
 def metrics_row(logs: dict, state) -> dict | None:
-    """One metrics.jsonl row from a Trainer log dict (None for rows that are not training steps)."""
+    """One metrics.jsonl row from a Trainer log dict: a training step, an evaluation (EVAL_FIELDS), or None."""
     if "loss" not in logs:
-        return None
+        evals = {k: logs[k] for k in EVAL_FIELDS if logs.get(k) is not None}
+        if not evals:
+            return None
+        return {"step": state.global_step, "epoch": logs.get("epoch", state.epoch), **evals}
     values = {
         **logs,
         "step": state.global_step,
@@ -113,6 +116,10 @@ class RichProgressCallback(TrainerCallback):
     def on_log(self, args, state, control, logs=None, **kwargs):
         row = metrics_row(logs or {}, state)
         if self.progress is None or row is None:
+            return
+        if "loss" not in row:  # an evaluation row: one printed line
+            parts = "  ".join(f"{k} {row[k]:.4g}" for k in EVAL_FIELDS if row.get(k) is not None)
+            self.progress.console.print(f"step {row['step']:>6}  {parts}", soft_wrap=True)
             return
         latest = f"loss {row['loss']:.4f}"
         if row.get("alpha") is not None:

@@ -45,6 +45,24 @@ def _skeleton(recipe):
     return model, processor
 
 
+def _inspect_data(plan: TrainPlan, recipe, processor) -> None:
+    """Run the data pre-scan: per-source counts into the plan; too much bad data fails the dry run (exit 2)."""
+    from vittle_cli.data import BadDataError, build_train_dataset
+    from vittle_cli.data.mixture import source_rows
+    from vittle_cli.errors import UsageError
+
+    try:
+        dataset, report = build_train_dataset(recipe.data, processor, seed=recipe.train.seed)
+    except BadDataError as err:  # data the user must fix before running: a usage-class error (exit 2)
+        raise UsageError(f"--dry-run: {err}") from None
+    except Exception as err:
+        plan.notes.append(f"data not inspected: {type(err).__name__}: {err}")
+        return
+    plan.n_samples = len(dataset)
+    plan.data_summary = report.summary()
+    plan.data_sources = source_rows(dataset, report)
+
+
 def build_plan(recipe, *, world_size: int = 1, launch_command: list[str] | None = None) -> TrainPlan:
     """Everything `--dry-run` shows; parts that cannot be computed offline become notes, not errors."""
     from vittle_cli.recipe import dump_recipe
@@ -76,14 +94,7 @@ def build_plan(recipe, *, world_size: int = 1, launch_command: list[str] | None 
             config = bottleneck.config
         plan.parameters = parameter_summary(model)
     if processor is not None:
-        try:
-            from vittle_cli.data import build_train_dataset
-
-            dataset, report = build_train_dataset(recipe.data, processor, seed=recipe.train.seed)
-            plan.n_samples = len(dataset)
-            plan.data_summary = report.summary()
-        except Exception as err:
-            plan.notes.append(f"data not inspected: {type(err).__name__}: {err}")
+        _inspect_data(plan, recipe, processor)
     t = recipe.train
     if t.max_steps or plan.n_samples:
         plan.total_steps = total_optimizer_steps(
@@ -144,6 +155,13 @@ def print_plan(plan: TrainPlan, console) -> None:
         console.print(table)
     if plan.data_summary:
         console.print(f"data: {escape(plan.data_summary)}")
+    if len(plan.data_sources) > 1 or any(row[3] != 1 for row in plan.data_sources):
+        table = Table(title="data sources", title_justify="left")
+        for column in ("source", "samples", "bad", "weight", "per epoch"):
+            table.add_column(column, justify="left" if column == "source" else "right")
+        for name, total, bad, weight, per_epoch in plan.data_sources:
+            table.add_row(escape(name), f"{total:,}", f"{bad:,}", f"{weight:g}", f"{per_epoch:,}")
+        console.print(table)
     if plan.n_samples is not None:
         console.print(f"training samples: {plan.n_samples:,}")
     console.print(f"world size: {plan.world_size}")

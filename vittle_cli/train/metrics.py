@@ -12,6 +12,10 @@ from vittle_cli import layout
 METRIC_FIELDS = ("step", "epoch", "loss", "ce", "kl_v", "kl_t", "alpha", "lr", "grad_norm", "tokens_per_s")
 # Added to a row only on CUDA: peak GPU memory of the logging window, max over ranks (PeakMemoryCallback).
 MEMORY_FIELDS = layout.MEMORY_FIELDS
+# Fields of an evaluation row ({"step", "epoch", *these}): eval loss on data.eval, train.eval_suite scores.
+EVAL_FIELDS = (
+    "eval_loss", "suite_clean_accuracy", "suite_shift_accuracy", "suite_clean_f1", "suite_shift_f1",
+)  # fmt: skip
 
 
 class LossMeter:

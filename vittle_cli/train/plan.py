@@ -58,6 +58,7 @@ class TrainPlan:
     parameters: list[tuple[str, int, int]] = field(default_factory=list)  # (component, trainable, total)
     n_samples: int | None = None
     data_summary: str | None = None
+    data_sources: list[tuple[str, int, int, float, int]] = field(default_factory=list)  # mixture.source_rows
     world_size: int = 1
     total_steps: int | None = None
     alphas: dict[str, float] = field(default_factory=dict)  # start / middle / end

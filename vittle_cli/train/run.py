@@ -68,6 +68,8 @@ def build_training_arguments(recipe, run_dir: Path, ds_config: dict | None, worl
     import torch
     from transformers import TrainingArguments
 
+    from vittle_cli.train.data_setup import num_workers
+    from vittle_cli.train.in_training_eval import eval_arguments
     from vittle_cli.train.optim import economy_training_args
 
     t, o = recipe.train, recipe.output
@@ -95,7 +97,8 @@ def build_training_arguments(recipe, run_dir: Path, ds_config: dict | None, worl
         save_steps=o.save_steps,
         save_total_limit=o.save_total_limit,
         report_to=report_to or "none",
-        dataloader_num_workers=recipe.data.num_workers,
+        dataloader_num_workers=(workers := num_workers(recipe, world)),
+        dataloader_persistent_workers=workers > 0,  # re-forking workers every epoch costs seconds
         remove_unused_columns=False,
         disable_tqdm=True,
         log_level="warning",
@@ -106,6 +109,7 @@ def build_training_arguments(recipe, run_dir: Path, ds_config: dict | None, worl
         # parameters LLaVA never uses (post_layernorm), which plain DDP would otherwise reject.
         ddp_find_unused_parameters=None,
         **_precision_flags(t.precision),
+        **eval_arguments(recipe, has_eval_dataset=bool(recipe.data.eval)),
         **economy_training_args(t),
     )
 
@@ -260,10 +264,12 @@ def _run_locked(recipe, run_dir, world, recipe_path, resume, overwrite, console,
     import torch
     from transformers import set_seed
 
-    from vittle_cli.data import DataCollator, build_train_dataset
+    from vittle_cli.data import DataCollator
     from vittle_cli.model.load import load_model_for_recipe
     from vittle_cli.plots import plot_metrics
+    from vittle_cli.train.bad_data import write_data_report
     from vittle_cli.train.callbacks import RichProgressCallback
+    from vittle_cli.train.data_setup import build_data, suite_callback
     from vittle_cli.train.deepspeed import zero_stage
     from vittle_cli.train.trainer import VittleTrainer
 
@@ -272,9 +278,7 @@ def _run_locked(recipe, run_dir, world, recipe_path, resume, overwrite, console,
     )
     set_seed(recipe.train.seed)  # the bottleneck's initial weights come from this seed
     model, processor = load_model_for_recipe(recipe)
-    dataset, report = build_train_dataset(recipe.data, processor, seed=recipe.train.seed)
-    if world.is_main:
-        logger.info(report.summary())
+    dataset, eval_dataset, bad_data = build_data(recipe, processor, run_dir, world)
     # Only now, with model and data loaded, does the run exist: a start that failed before leaves
     # nothing that would block its own rerun (and --overwrite deletes the old run only here).
     with args.main_process_first(desc="run directory", local=False):
@@ -286,21 +290,27 @@ def _run_locked(recipe, run_dir, world, recipe_path, resume, overwrite, console,
 
     callbacks = _callbacks(model, recipe, run_dir, console)
     progress = next(c for c in callbacks if isinstance(c, RichProgressCallback))
+    suite_eval = suite_callback(recipe, run_dir, processor, world)
+    callbacks += [bad_data] + ([suite_eval] if suite_eval is not None else [])
     trainer = VittleTrainer(
         model=model,
         args=args,
         train_dataset=dataset,
+        eval_dataset=eval_dataset,
         data_collator=DataCollator(processor),
         processing_class=processor,
         callbacks=callbacks,
         train_sampler=_train_sampler(recipe, dataset, args, world),
         zero3=ds_config is not None and zero_stage(ds_config) == 3,
     )
+    if suite_eval is not None:
+        suite_eval.trainer = trainer  # it logs through the trainer, like every other row
     if checkpoint is not None and checkpoint.resolve().parent == run_dir.resolve():
         trainer.protected_checkpoint = str(Path(args.output_dir) / checkpoint.name)
     try:
         output = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
-        final_dir = _save_final(trainer, run_dir)
+        # A run stopped for bad data has its checkpoint (the callback asked for one), not a final model.
+        final_dir = None if bad_data.exceeded else _save_final(trainer, run_dir)
     except BaseException:
         progress.close()
         if world.is_main:  # a checkpoint interrupted mid-write never got its final name
@@ -308,12 +318,17 @@ def _run_locked(recipe, run_dir, world, recipe_path, resume, overwrite, console,
         raise
     if world.is_main and (run_dir / METRICS_FILE).is_file():
         plot_metrics(run_dir / METRICS_FILE, run_dir / LOSS_PLOT)
+    bad_data.read_new_problems()
+    if world.is_main:
+        write_data_report(run_dir, bad_data.report, console)
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         torch.distributed.barrier()
         # Tear the group down explicitly: left to interpreter exit, gloo's threads are destroyed while
         # still joinable and a rank can die with SIGABRT ("terminate called without an active exception")
         # after a successful run.
         torch.distributed.destroy_process_group()
+    if bad_data.exceeded:
+        raise bad_data.error()
     return TrainResult(
         run_dir=run_dir,
         final_dir=final_dir,

@@ -18,7 +18,7 @@ from vittle_cli.errors import UsageError
 from vittle_cli.fileio import read_utf8
 
 Group = Literal["clean", "visual", "text", "joint"]
-METRICS = ("accuracy", "precision", "recall", "f1", "yes_ratio", "ambiguous", "relative_score")
+METRICS = ("accuracy", "precision", "recall", "f1", "yes_ratio", "ambiguous")
 DEFAULT_SUFFIX = "\nAnswer the question using a single word or phrase."
 _PLACEHOLDER = re.compile(r"\$\{(\w+)\}")
 
@@ -180,7 +180,7 @@ class Suite(_Strict):
                 f"unknown data {self.data!r}; use 'builtin:shapes' or a {{pope: {{...}}}} mapping"
             )
         if isinstance(self.data, OpenEndedData):
-            return self  # the LLM-judged suites (eval/openended) check their own data
+            raise ValueError("data: {openended: ...} is read by the LLM-judged family; add `task: openended`")
         if isinstance(self.data, dict):
             raise ValueError(
                 "data: the pope task needs 'builtin:shapes' or {pope: {questions, labels_dir, image_root}}"
@@ -262,8 +262,8 @@ class Suite(_Strict):
 
     @property
     def is_openended(self) -> bool:
-        """True for the LLM-judged suites (answers scored by a judge, not by the POPE rule)."""
-        return isinstance(self.data, OpenEndedData)
+        """True for the LLM-judged suites (`task: openended`; answers scored by a judge)."""
+        return self.task == "openended"
 
 
 def suites_dir() -> Path:

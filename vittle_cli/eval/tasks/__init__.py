@@ -36,7 +36,9 @@ def list_tasks() -> list[str]:
     return sorted(_REGISTRY)
 
 
+# Importing a family's module registers it.
 from vittle_cli.eval.tasks import closedqa as _closedqa  # noqa: E402,F401
-from vittle_cli.eval.tasks import pope as _pope  # noqa: E402,F401  (registers the built-in families)
+from vittle_cli.eval.tasks import openended as _openended  # noqa: E402,F401
+from vittle_cli.eval.tasks import pope as _pope  # noqa: E402,F401
 
 __all__ = ["Column", "TaskFamily", "get_task", "list_tasks", "register_task"]
