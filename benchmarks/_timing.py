@@ -8,7 +8,8 @@ processes hold the CPU. So:
 - on CPU the clock is this process's CPU time (`time.process_time`: all its threads, not time spent waiting
   for the CPU); on CUDA it is CUDA events around the work (GPU time, not host jitter);
 - each round gives one paired ratio (neighbouring measurements, so slow drift cancels); the median of those
-  ratios is the result, and their spread (half the min-max range, in % of the median) says how far to trust it.
+  ratios is the result, and their spread (half the interquartile range, in % of the median) says how far to
+  trust one round; rerunning the script shows how far to trust the median.
 """
 
 from __future__ import annotations
@@ -90,7 +91,7 @@ def _run(side: Side, fn: Callable[[], float | object]):
 
 @dataclass(frozen=True)
 class Ratio:
-    """Median of the per-round ratios and their spread (half the min-max range, % of the median)."""
+    """Median of the per-round ratios and their spread (spread_pct, % of the median)."""
 
     median: float
     spread_pct: float
@@ -104,9 +105,14 @@ def paired_ratio(numerator: list[float], denominator: list[float]) -> Ratio:
 
 
 def spread_pct(values: tuple[float, ...] | list[float]) -> float:
-    """Half the min-max range of `values` in % of their median (0 for fewer than two values)."""
+    """The spread of `values` in % of their median: half the interquartile range from 4 values on (single
+    rounds on a shared machine have outliers the median ignores), half the min-max range below that, 0 for
+    fewer than two values."""
     if len(values) < 2:
         return 0.0
+    if len(values) >= 4:
+        q1, _, q3 = statistics.quantiles(values, n=4)
+        return 50.0 * (q3 - q1) / statistics.median(values)
     return 50.0 * (max(values) - min(values)) / statistics.median(values)
 
 
