@@ -17,7 +17,7 @@ FLOOR_VENV ?= .venv-floor
 FLOOR_TESTS ?= tests/unit/test_train_compat.py tests/unit/test_attach.py tests/unit/test_attach_recompute.py tests/unit/test_load.py \
 	tests/unit/test_checkpoint.py tests/integration/test_train_cli.py tests/integration/test_merge.py
 
-.PHONY: demo test test-floor lint docs gpu-check
+.PHONY: demo study test test-floor lint docs gpu-check
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,10 @@ $(STAMP): pyproject.toml | $(BIN)/python
 # Train the tiny model with Vittle and as the baseline, evaluate both under shift, compare (~5 min, CPU).
 demo: $(STAMP)
 	VITTLE=$(BIN)/vittle bash scripts/demo.sh
+
+# The demo's two recipes with 3 seeds each, compared over seeds with bootstrap intervals (~3x the demo).
+study: $(STAMP)
+	VITTLE=$(BIN)/vittle bash scripts/study.sh
 
 # One torch thread per xdist worker: the tiny models gain nothing from more, and workers would fight.
 test: $(STAMP)

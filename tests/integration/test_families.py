@@ -39,10 +39,15 @@ QUESTION = "Is there a red circle in the image?\nAnswer the question using a sin
 # published files: LLaVA-1.5 resizes + crops to 336 with 14-px patches -> 24 x 24 = 576 tokens (CLS
 # dropped); Qwen2-VL's smart resize takes 64 px to 56 px -> 4 x 4 patches, 2 x 2 merged -> 4 tokens.
 EXPECTED = {
-    "llava15": {"family": "LLaVA-1.5", "image_token_id": 32000, "image_tokens": 576, "labelled": "Yes"},
+    "llava15": {"family": "LLaVA-1.5", "image_token_id": 32000, "image_tokens": 576, "labelled": "Yes</s>"},
     # anyres: 64x64 picks the 336x672 grid -> 576 base tokens + the 24x48 grid unpadded to 24x24 (576)
     # + one newline token per row (24) = 1176
-    "llava_next": {"family": "LLaVA-NeXT", "image_token_id": 32000, "image_tokens": 1176, "labelled": "Yes"},
+    "llava_next": {
+        "family": "LLaVA-NeXT",
+        "image_token_id": 32000,
+        "image_tokens": 1176,
+        "labelled": "Yes</s>",
+    },
     # longest edge 64 -> 2048 (the processor's size), split into 4 x 4 tiles of 512 + 1 global view,
     # 64 tokens each (image_seq_len) = 17 x 64 = 1088
     "idefics3": {

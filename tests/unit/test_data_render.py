@@ -206,3 +206,22 @@ def test_a_template_the_probe_cannot_verify_falls_back_to_the_exact_method(proce
     assert _response_wrapper(odd) is None
     sample = render_conversation(odd, MULTI_TURN[:2], [_img()], 512).tensors
     assert processor.tokenizer.decode(sample["input_ids"][sample["labels"] != IGNORE_INDEX]).startswith("YES")
+
+
+def test_open_responses_are_closed_with_eos_and_closed_ones_kept():
+    """llava-hf's LLaVA-1.5 template writes 'ASSISTANT: Yes ' with no end-of-turn token: the label must end
+    with EOS (LLaVA trains on 'answer</s>'), or the model never learns to stop. A template that writes its
+    own end of turn after the answer is left alone."""
+    from vittle_cli.data.render import close_responses
+
+    full = "USER: Q1 ASSISTANT: Yes USER: Q2 ASSISTANT: No "
+    spans = [(1, 20, 24), (3, 44, 47)]
+    assert [full[lo:hi] for _, lo, hi in spans] == ["Yes ", "No "]
+    text, closed = close_responses(full, spans, ["Yes", "No"], "</s>")
+    assert text == "USER: Q1 ASSISTANT: Yes</s> USER: Q2 ASSISTANT: No</s> "
+    assert [text[lo:hi] for _, lo, hi in closed] == ["Yes</s>", "No</s>"]
+    qwen = "<|im_start|>assistant\nYes<|im_end|>\n"
+    assert close_responses(qwen, [(1, 22, len(qwen))], ["Yes"], "<|endoftext|>") == (
+        qwen,
+        [(1, 22, len(qwen))],
+    )

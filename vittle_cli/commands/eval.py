@@ -76,6 +76,15 @@ def eval_run(
     judge_concurrency: int = typer.Option(8, "--judge-concurrency", help="Judge requests in flight."),
     judge_timeout: float = typer.Option(120.0, "--judge-timeout", help="Seconds per judge request."),
     judge_retries: int = typer.Option(6, "--judge-retries", help="Retries on 429/5xx/timeouts, backoff."),
+    severities: str = typer.Option(
+        None,
+        "--severities",
+        help="Severity sweep: every visual and text shift of the suite at each of "
+        "these severities (e.g. 1,2,3,4,5), no joint shifts; writes severity.png and severity.json.",
+    ),
+    sweep_shifts: str = typer.Option(
+        None, "--sweep-shifts", help="With --severities: only these shifts (e.g. snow,keyboard)."
+    ),
 ) -> None:
     """Evaluate a model on a robustness suite: clean + visual, text and joint shifts.
 
@@ -127,7 +136,9 @@ def eval_run(
         "image_root": image_root,
         "layout": pope_layout,
     }
-    run_eval(
+    if severities:
+        suite = _sweep_suite(suite, severities, sweep_shifts)
+    results = run_eval(
         suite,
         model,
         out=out,
@@ -144,6 +155,23 @@ def eval_run(
         judge_runs=judge_runs,
         judge_options=judge_options,
     )
+    if severities:
+        from vittle_cli.eval.runner import default_out_dir
+        from vittle_cli.eval.sweep import write_severity
+
+        written = write_severity({str(model): results}, out or default_out_dir(model, suite.name))
+        if written:
+            typer.echo(f"wrote {written[0]}, {written[1]}")
+
+
+def _sweep_suite(suite: str, severities: str, only: str | None):
+    """The `--severities` expansion of a suite name or file (vittle_cli/data/shift/sweep.py)."""
+    from vittle_cli.data.shift.suite import load_suite
+    from vittle_cli.data.shift.sweep import parse_int_list, severity_sweep
+
+    levels = parse_int_list(severities, "--severities")
+    names = [n.strip() for n in only.split(",") if n.strip()] if only else None
+    return severity_sweep(load_suite(suite), levels, names)
 
 
 def _relaunch(ctx: typer.Context, launch) -> None:
@@ -204,10 +232,14 @@ def _print_suites() -> None:
     Console().print(table)
 
 
-@eval_app.command("compare")
+# --arm NAME EVAL... takes a variable number of values, which click options cannot: unknown options
+# pass through to `results` in order and compare_arms.parse_arm_args reads them.
+@eval_app.command("compare", context_settings={"ignore_unknown_options": True})
 def eval_compare(
     results: list[str] = typer.Argument(
-        ..., help="results.json files or eval folders; the first is the reference."
+        ...,
+        help="results.json files or eval folders; the first is the reference. Or several seeds per arm: "
+        "--arm NAME EVAL_DIR... --arm NAME EVAL_DIR... (mean, spread over seeds, paired bootstrap interval).",
     ),
     out: Path = typer.Option(None, "--out", "-o", help="Also write compare.json and compare.png here."),
     metric: str = typer.Option(
@@ -232,10 +264,21 @@ def eval_compare(
       vittle eval compare evals/baseline/pope-shift evals/vittle-f/pope-shift
 
       vittle eval compare a/results.json b/results.json c/results.json --metric accuracy --out cmp/
+
+      vittle eval compare --arm vittle ev/v1 ev/v2 ev/v3 --arm baseline ev/b1 ev/b2 ev/b3 --out cmp/
     """
+    if "--arm" in results:
+        from vittle_cli.eval.compare_arms import parse_arm_args, run_compare_arms
+
+        run_compare_arms(parse_arm_args(results), out=out, metric=metric)
+        return
     from vittle_cli.eval.compare import run_compare
 
     run_compare(results, out=out, metric=metric, common=common)
+    if out is not None:  # severity sweeps: the models' curves together (vittle_cli/eval/sweep.py)
+        from vittle_cli.eval.sweep import compare_severity
+
+        compare_severity(results, out, metric)
 
 
 @eval_app.command("export")

@@ -191,8 +191,58 @@ def inspect_run(
         render_run_report(report, _console())
 
 
+def inspect_emid(
+    eval_dir: Path = typer.Argument(..., help="The --out folder of a finished open-ended `vittle eval`."),
+    against: str = typer.Option(
+        None, "--against", help="The variant EMID is measured against (default: clean)."
+    ),
+    vision_encoder: str = typer.Option(
+        "openai/clip-vit-base-patch32", "--vision-encoder", help="CLIP vision tower: hub id or folder."
+    ),
+    text_encoder: str = typer.Option(
+        "xlm-roberta-base", "--text-encoder", help="Text encoder: hub id or folder."
+    ),
+    club: str = typer.Option(
+        None,
+        "--club",
+        help="A fitted CLUB estimator (.safetensors or the published weights-only .pt); "
+        "default: fit one on this eval's pooled variants (cached in EVAL_DIR/emid/).",
+    ),
+    train_steps: int = typer.Option(
+        2000, "--train-steps", min=1, help="CLUB fitting steps (Adam, batch 256)."
+    ),
+    resamples: int = typer.Option(200, "--resamples", min=10, help="Bootstrap resamples of the questions."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the CLUB fit and of the bootstrap."),
+    device: Device = "auto",
+    batch_size: BatchSize = 16,
+    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON instead of a table."),
+) -> None:
+    """EMID (effective mutual information difference) and its JSD upper bound per shifted variant.
+
+    Examples:
+
+      vittle inspect emid evals/lbcoco-shift-vittle
+
+      vittle inspect emid evals/lbcoco-shift-vittle --club CLUB_global.pt --against clean
+    """
+    from vittle_cli.inspect.emid_run import EmidOptions, render_emid_table, run_inspect_emid
+    from vittle_cli.model.device import resolve_device_dtype
+
+    dev, _ = resolve_device_dtype(device, "auto")
+    opts = EmidOptions(
+        against=against, vision_encoder=vision_encoder, text_encoder=text_encoder, club=club,
+        train_steps=train_steps, seed=seed, resamples=resamples, batch_size=batch_size, device=dev,
+    )  # fmt: skip
+    report = run_inspect_emid(eval_dir, opts, _console())
+    if as_json:
+        _print_json(report)
+    else:
+        render_emid_table(report, _console())
+
+
 def register(app: typer.Typer, inspect_app: typer.Typer) -> None:
     inspect_app.command("embeddings")(inspect_embeddings)
     inspect_app.command("bottleneck")(inspect_bottleneck)
     inspect_app.command("model")(inspect_model)
     inspect_app.command("run")(inspect_run)
+    inspect_app.command("emid")(inspect_emid)

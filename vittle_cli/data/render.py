@@ -1,6 +1,7 @@
 """Render one conversation with the processor's chat template into input_ids, labels and image tensors.
 
-Labels are the assistant responses only (with the template's end-of-turn text, e.g. `</s>`), -100 elsewhere.
+Labels are the assistant responses only (with the template's end-of-turn text, e.g. `</s>`, or the tokenizer's
+EOS where the template writes none: see close_responses), -100 elsewhere.
 A response is located without knowing the template: the conversation rendered up to an assistant turn with
 add_generation_prompt=True must be a prefix of the conversation rendered through that turn; the difference
 is the response's character span. Spans become tokens through the fast tokenizer's offset mapping on the
@@ -144,10 +145,43 @@ def _norm(text: str) -> str:
     return "".join(text.split())
 
 
+def close_responses(
+    full: str, spans: list[tuple[int, int, int]], answers: list[str], eos: str | None
+) -> tuple[str, list[tuple[int, int, int]]]:
+    """End every response that the template leaves open with the tokenizer's EOS, inside its label span.
+
+    Some published templates (llava-hf/llava-1.5-7b-hf's among them) write an answer with nothing after it
+    but a space, so a model trained on them never learns to stop; LLaVA itself trains on
+    "ASSISTANT: answer</s>". A span whose text ends with its answer (trailing whitespace aside) gets EOS right
+    after the answer; templates that close turns themselves (`</s>`, `<|im_end|>`, ...) are left alone.
+    """
+    if not eos:
+        return full, spans
+    out, closed, shift, cursor = [], [], 0, 0
+    for (a, lo, hi), answer in zip(spans, answers, strict=True):
+        body = full[lo:hi].rstrip()
+        if not answer.strip() or not body.endswith(answer.strip()):
+            closed.append((a, lo + shift, hi + shift))
+            continue
+        end = lo + len(body)
+        out.append(full[cursor:end] + eos)
+        cursor = end
+        closed.append((a, lo + shift, end + shift + len(eos)))
+        shift += len(eos)
+    out.append(full[cursor:])
+    return "".join(out), closed
+
+
+def _answer_text(message: dict) -> str:
+    return "".join(c.get("text") or "" for c in message["content"] if c["type"] == "text")
+
+
 def _encode(processor, messages: list[dict], images: list) -> tuple[dict, list[list[int]]]:
     """Processor output for the conversation and the token positions of each response."""
     tok = processor.tokenizer
     full, spans = response_spans(processor, messages)
+    answers = [_answer_text(messages[a]) for a, _, _ in spans]
+    full, spans = close_responses(full, spans, answers, getattr(tok, "eos_token", None))
     # A template that writes the BOS token itself must not get a second one from the tokenizer.
     add_special = not (tok.bos_token and full.startswith(tok.bos_token))
     kwargs = {"images": images} if images else {}

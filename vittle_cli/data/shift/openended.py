@@ -263,27 +263,36 @@ def variant_questions(suite, variant, data: OpenSet, items: list[OpenItem], cach
     Seeded as the POPE suites are: visual shifts by (suite seed, spec, image key), text shifts by
     (suite seed, spec, question id); each image is loaded and perturbed once for all its questions.
     """
-    from functools import partial
-
-    from vittle_cli.data.shift.cache import cached_perturbed_image, default_cache_dir
     from vittle_cli.data.shift.registry import derive_seed
     from vittle_cli.data.shift.text import perturb_text
-    from vittle_cli.data.shift.visual import perturb_image
 
     by_image: dict[str, list[OpenItem]] = {}
     for it in items:
         by_image.setdefault(it.image, []).append(it)
-    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     for key, group in by_image.items():
-        image = data.open_image(key)
-        if variant.visual is not None:
-            vs = variant.visual
-            seed = derive_seed(suite.seed, vs.spec, key)
-            make = partial(perturb_image, image, vs.name, vs.severity, seed)
-            image = cached_perturbed_image(image, vs.spec, seed, cache, make)
+        image = variant_image(suite, variant, data, key, cache_dir)
         for it in group:
             text = it.text
             if variant.text is not None:
                 ts = variant.text
                 text = perturb_text(text, ts.name, ts.rate, derive_seed(suite.seed, ts.spec, it.question_id))
             yield it, image, text + suite.prompt_suffix
+
+
+def variant_image(suite, variant, data: OpenSet, key: str, cache_dir: Path | None = None) -> Image.Image:
+    """The image `key` as a variant shows it: perturbed (seeded by suite seed, spec, key; cached) or not."""
+    from functools import partial
+
+    from vittle_cli.data.shift.cache import cached_perturbed_image, default_cache_dir
+    from vittle_cli.data.shift.registry import derive_seed
+    from vittle_cli.data.shift.visual import perturb_image
+
+    image = data.open_image(key)
+    if variant.visual is None:
+        return image
+    vs = variant.visual
+    seed = derive_seed(suite.seed, vs.spec, key)
+    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    return cached_perturbed_image(
+        image, vs.spec, seed, cache, partial(perturb_image, image, vs.name, vs.severity, seed)
+    )
