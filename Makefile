@@ -17,7 +17,7 @@ FLOOR_VENV ?= .venv-floor
 FLOOR_TESTS ?= tests/unit/test_train_compat.py tests/unit/test_attach.py tests/unit/test_attach_recompute.py tests/unit/test_load.py \
 	tests/unit/test_checkpoint.py tests/integration/test_train_cli.py tests/integration/test_merge.py
 
-.PHONY: demo study test test-floor lint docs
+.PHONY: demo study test test-floor lint docs gpu-check
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -57,3 +57,12 @@ docs: $(STAMP)
 	$(BIN)/python -c 'import pathlib; from vittle_cli.recipe import recipe_reference_markdown as ref; \
 	p = pathlib.Path("docs/recipes.md"); b, e = "<!-- BEGIN GENERATED: recipe reference -->\n", "<!-- END GENERATED: recipe reference -->"; \
 	t = p.read_text(); p.write_text(t[: t.index(b) + len(b)] + ref() + t[t.index(e):])'
+
+# On a CUDA machine, offline, ~8 min: the gpu tests, both GPU benchmarks, MFU, memory plan vs peak ->
+# gpu-check/gpu_check.json + gpu_check.md. Uses the machine's own Python (torch + transformers already there),
+# not the venv (whose install would download a CPU torch). Optional wheels: GPU_CHECK_WHEELS=dir (deepspeed,
+# bitsandbytes, datasets); see docs/performance.md.
+GPU_CHECK_PYTHON ?= python3
+GPU_CHECK_WHEELS ?=
+gpu-check:
+	GPU_CHECK_WHEELS="$(GPU_CHECK_WHEELS)" PYTHONPATH=$(CURDIR) $(GPU_CHECK_PYTHON) scripts/gpu_check.py --out gpu-check

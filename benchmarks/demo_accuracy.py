@@ -27,7 +27,9 @@ YES_RATE = (0.40, 0.60)
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--out", default="demo-out/eval", help="folder of the eval folders (default demo-out/eval)")
+    p.add_argument(
+        "--out", default="demo-out/eval", help="folder of the eval folders (default demo-out/eval)"
+    )
     p.add_argument("--arms", nargs="+", default=["vittle", "baseline"], help="eval folder names to check")
     p.add_argument("--run", action="store_true", help="run scripts/demo.sh first (timed)")
     p.add_argument("--budget-s", type=float, default=300.0, help="time budget of the whole demo with --run")

@@ -1,24 +1,29 @@
 """Train-step time with vs without the Vittle bottleneck, in one process, same model and batch.
 
     python benchmarks/step_overhead.py                      # builtin:tiny-llava on CPU
-    python benchmarks/step_overhead.py --lm7b --layers 8    # 7B-shaped Llama decoder, bf16, CUDA
+    python benchmarks/step_overhead.py --lm7b               # Llama-7B-shaped decoder, bf16, sdpa, 2 x 2048, CUDA
 
-A step is forward + vittle_loss + backward + AdamW step. Blocks of steps alternate (base, vittle, base,
-vittle, ...), each after warm-up steps, so drift of a shared machine hits both sides; the medians and
-their ratio are printed. --lm7b builds a LLaVA-1.5-7B-shaped model with random weights (hidden 4096,
-intermediate 11008, 32 heads, CLIP-L/336 vision tower, 576 image tokens); nothing is downloaded.
+A step is forward + vittle_loss + backward + AdamW step. The two sides alternate single steps (--block) on one
+model: the same bottleneck module is attached before each Vittle block and detached after it (untimed), and
+which side goes first alternates per round, so drift of a shared machine hits both sides. Time is the
+process's CPU time on CPU and CUDA events on GPU (benchmarks/_timing.py). The median per-round ratio and its
+spread are printed last. --lm7b builds a LLaVA-1.5-7B-shaped model with random weights (hidden 4096,
+intermediate 11008, 32 heads, CLIP-L/336 vision tower, 576 image tokens); nothing is downloaded. --json writes
+the figures (and the 7B step's model FLOPs, for MFU) to a file.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import sys
-import time
+from pathlib import Path
 
 import torch
+from _timing import Side, describe, interleave, paired_ratio
 
-from vittle_cli.model.attach import attach_bottleneck, detach_bottleneck, get_bottleneck
+from vittle_cli.model.attach import attach_bottleneck, detach_bottleneck
 from vittle_cli.model.bottleneck import VittleConfig
 from vittle_cli.model.loss import vittle_loss
 
@@ -56,13 +61,10 @@ def lm7b_setup(n_layers: int, batch_size: int, seq_len: int):
 
     image_token = 32000
     config = llava15_7b_config(vocab_size=32064, image_token_id=image_token, num_layers=n_layers)
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(torch.bfloat16)
-    try:
-        with torch.device("cuda"):
-            model = LlavaForConditionalGeneration(config)
-    finally:
-        torch.set_default_dtype(previous)
+    with torch.device("cuda"):  # initialise on the GPU: seconds instead of minutes on the CPU
+        model = LlavaForConditionalGeneration._from_config(
+            config, dtype=torch.bfloat16, attn_implementation="sdpa"
+        )
     model.config.use_cache = False
     n_image, n_prefix = 576, 35
     if seq_len < n_prefix + n_image + 16:
@@ -80,42 +82,54 @@ def lm7b_setup(n_layers: int, batch_size: int, seq_len: int):
     return model, batch
 
 
-def time_steps(model, batch: dict, steps: int, warmup: int, sync) -> list[float]:
-    """Seconds per train step (forward + vittle_loss + backward + AdamW) for `steps` steps after warm-up."""
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-6)
-    bottleneck = get_bottleneck(model)
-    if bottleneck is not None:
-        bottleneck.alpha = 0.5  # mid-run value; it does not change the cost
-    times = []
-    for i in range(warmup + steps):
-        sync()
-        start = time.perf_counter()
+def make_step(model, batch: dict, optimizers: list):
+    """One train step: forward + vittle_loss + backward + optimizer steps (the bottleneck's optimizer only
+    while it is attached, so each side pays exactly its own cost)."""
+    from vittle_cli.model.attach import get_bottleneck
+
+    def step() -> None:
+        bottleneck = get_bottleneck(model)
         out = model(**batch)
         loss = vittle_loss(out.loss, bottleneck, batch["labels"], batch["attention_mask"]).loss
         loss.backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        sync()
-        if i >= warmup:
-            times.append(time.perf_counter() - start)
-    del optimizer
-    return times
+        for optimizer in optimizers if bottleneck is not None else optimizers[:1]:
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+
+    return step
+
+
+def step_flops(model, batch: dict) -> float:
+    """Model FLOPs of one training step of the language model (fwd + bwd): 6 N per token for the dense
+    weights plus 12 L d S per token for attention scores (PaLM's MFU convention, no causal discount); the
+    vision tower is left out, so MFU is slightly understated."""
+    text = model.config.text_config
+    decoder = model.model.language_model
+    n_dense = sum(p.numel() for p in decoder.parameters()) - decoder.embed_tokens.weight.numel()
+    n_dense += model.lm_head.weight.numel()
+    b, s = batch["input_ids"].shape
+    return b * s * (6 * n_dense + 12 * text.num_hidden_layers * text.hidden_size * s)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--lm7b", action="store_true", help="Llama-7B-shaped decoder, bf16, sdpa, on CUDA")
+    p.add_argument(
+        "--layers", type=int, default=32, help="decoder layers for --lm7b (fewer fit smaller GPUs)"
+    )
+    p.add_argument("--seq-len", type=int, default=2048, help="tokens per sample for --lm7b")
+    p.add_argument("--batch-size", type=int, default=None, help="default: 8 (tiny), 2 (--lm7b)")
+    p.add_argument("--rounds", type=int, default=30, help="alternating rounds (each: one block per side)")
+    p.add_argument("--block", type=int, default=1, help="steps per side per round (1: single steps)")
+    p.add_argument("--warmup", type=int, default=2, help="untimed steps per side before the rounds")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--gradient-checkpointing", action="store_true", help="non-reentrant checkpointing")
+    p.add_argument("--json", default=None, help="also write the figures to this JSON file")
+    return p.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--lm7b", action="store_true", help="7B-shaped Llama decoder, bf16, on CUDA")
-    parser.add_argument(
-        "--layers", type=int, default=32, help="decoder layers for --lm7b (fewer fit smaller GPUs)"
-    )
-    parser.add_argument("--seq-len", type=int, default=1024, help="tokens per sample for --lm7b")
-    parser.add_argument("--batch-size", type=int, default=None, help="default: 8 (tiny), 1 (--lm7b)")
-    parser.add_argument("--steps", type=int, default=10, help="timed steps per block")
-    parser.add_argument("--warmup", type=int, default=3, help="untimed steps before each block")
-    parser.add_argument("--rounds", type=int, default=3, help="alternating (base, vittle) block pairs")
-    parser.add_argument("--gradient-checkpointing", action="store_true", help="non-reentrant checkpointing")
-    args = parser.parse_args(argv)
-
+    args = parse_args(argv)
     torch.manual_seed(0)
     if args.lm7b:
         if not torch.cuda.is_available():
@@ -125,38 +139,69 @@ def main(argv: list[str] | None = None) -> int:
                 file=sys.stderr,
             )
             return 2
-        model, batch = lm7b_setup(args.layers, args.batch_size or 1, args.seq_len)
-        sync, where = torch.cuda.synchronize, f"CUDA ({torch.cuda.get_device_name()}), bf16"
+        model, batch = lm7b_setup(args.layers, args.batch_size or 2, args.seq_len)
+        device, where = "cuda", f"CUDA ({torch.cuda.get_device_name()}), bf16, sdpa"
     else:
+        if args.threads:
+            torch.set_num_threads(args.threads)
         model, batch = tiny_setup(args.batch_size or 8)
-        sync, where = (lambda: None), f"CPU ({torch.get_num_threads()} threads), float32"
+        device, where = "cpu", f"CPU ({torch.get_num_threads()} threads), float32"
     model.train()
     if args.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
 
     base_params = sum(p.numel() for p in model.parameters())
-    base_times: list[float] = []
-    vittle_times: list[float] = []
-    extra = 0
-    for _ in range(args.rounds):
-        base_times += time_steps(model, batch, args.steps, args.warmup, sync)
-        bottleneck = attach_bottleneck(model, VittleConfig())
-        extra = sum(p.numel() for p in bottleneck.parameters())
-        vittle_times += time_steps(model, batch, args.steps, args.warmup, sync)
-        detach_bottleneck(model)
+    bottleneck = attach_bottleneck(model, VittleConfig())
+    bottleneck.alpha = 0.5  # mid-run value; it does not change the cost
+    config = bottleneck.config
+    detach_bottleneck(model)
+    extra = sum(p.numel() for p in bottleneck.parameters())
+    model_opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-6)
+    bottleneck_opt = torch.optim.AdamW(bottleneck.parameters(), lr=1e-6)
+    step = make_step(model, batch, [model_opt, bottleneck_opt])
+    sides = [
+        Side("without", step),
+        Side(
+            "with",
+            step,
+            before=lambda: attach_bottleneck(model, config, existing=bottleneck),
+            after=lambda: detach_bottleneck(model),
+        ),
+    ]
+    samples = interleave(sides, rounds=args.rounds, block=args.block, warmup=args.warmup, device=device)
+    base, vittle = samples.per_side["without"], samples.per_side["with"]
+    ratio = paired_ratio(vittle, base)
 
-    base, vittle = statistics.median(base_times), statistics.median(vittle_times)
     tokens = batch["input_ids"].numel()
-    print(f"device: {where}; batch {tuple(batch['input_ids'].shape)} ({tokens} tokens)")
+    text = model.config.text_config
     print(
-        f"decoder layers: {model.config.text_config.num_hidden_layers}, hidden {model.config.text_config.hidden_size}"
+        f"device: {where}; batch {tuple(batch['input_ids'].shape)} ({tokens} tokens); clock: {samples.clock}"
     )
+    print(f"decoder layers: {text.num_hidden_layers}, hidden {text.hidden_size}")
     print(f"bottleneck parameters: {extra:,} ({100 * extra / base_params:.2f}% of {base_params:,})")
-    print(f"median step without bottleneck: {1000 * base:.1f} ms  ({len(base_times)} steps)")
-    print(f"median step with bottleneck:    {1000 * vittle:.1f} ms  ({len(vittle_times)} steps)")
-    print(f"step-time ratio (with / without): {vittle / base:.3f}")
+    print(f"step without bottleneck: {describe(base)}")
+    print(f"step with bottleneck:    {describe(vittle)}")
+    result = {
+        "device": where,
+        "clock": samples.clock,
+        "batch": list(batch["input_ids"].shape),
+        "layers": text.num_hidden_layers,
+        "rounds": args.rounds,
+        "block": args.block,
+        "median_step_s_without": statistics.median(base),
+        "median_step_s_with": statistics.median(vittle),
+        "ratio": ratio.median,
+        "ratio_spread_pct": ratio.spread_pct,
+        "step_flops": step_flops(model, batch),
+    }
     if args.lm7b:
-        print(f"peak GPU memory: {torch.cuda.max_memory_allocated() / 2**30:.1f} GiB")
+        result["peak_gpu_gib"] = torch.cuda.max_memory_allocated() / 2**30
+        print(f"peak GPU memory: {result['peak_gpu_gib']:.1f} GiB")
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+    print(
+        f"step-time ratio (with / without): {ratio.median:.3f} (±{ratio.spread_pct:.1f}% over {args.rounds} rounds)"
+    )
     return 0
 
 

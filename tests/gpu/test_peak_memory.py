@@ -3,6 +3,7 @@ benchmarks/memory_plan_vs_peak.py runs the same comparison for the 7B-shaped mod
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import sys
 from pathlib import Path
@@ -14,6 +15,11 @@ from cli_runner import run_cli
 pytestmark = [
     pytest.mark.gpu,
     pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU"),
+    # `vittle train` reads its data through datasets, which a bare GPU machine lacks (make gpu-check).
+    pytest.mark.skipif(
+        importlib.util.find_spec("datasets") is None,
+        reason="datasets is not installed: pass its wheel (GPU_CHECK_WHEELS=dir with datasets-*.whl)",
+    ),
 ]
 BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 

@@ -407,3 +407,17 @@ def test_tuple_layer_outputs_of_transformers_4_are_handled(tiny_llava):
         got = model(**inputs).logits
     assert isinstance(seen["out"], tuple) and seen["out"][1] == "extra"
     assert torch.equal(got, expected)
+
+
+def test_a_detached_bottleneck_can_be_reattached_and_a_mismatched_one_is_refused(tiny_llava):
+    model, processor = tiny_llava
+    inputs = _prompt(processor)
+    bn = attach_bottleneck(model.eval(), VittleConfig(alpha_end=0.5))
+    with torch.no_grad():
+        first = model(**inputs).logits
+        detach_bottleneck(model)
+        assert attach_bottleneck(model, VittleConfig(alpha_end=0.5), existing=bn) is bn
+        assert torch.equal(model(**inputs).logits, first)  # same module, same weights, same output
+    detach_bottleneck(model)
+    with pytest.raises(ModelError, match="re-attach"):
+        attach_bottleneck(model, VittleConfig(alpha_end=0.5, layer_v=1), existing=bn)

@@ -15,6 +15,7 @@ from vittle_cli.model.bottleneck import (
     alpha_at,
     clamp_logvar_ste,
     gaussian_kl,
+    split_tokens,
 )
 
 
@@ -319,3 +320,49 @@ def test_config_is_the_recipe_section_without_enabled():
     for bad in ({"alpha_end": 1.5}, {"beta_v": -1}, {"sigmoid_k": 0}, {"no_such": 1}):
         with pytest.raises(ModelError, match="invalid bottleneck config"):
             VittleConfig.from_section(bad)
+
+
+# ---- the index hot path (issue #17) -------------------------------------------------------------------
+
+
+def test_split_tokens_gives_the_masks_positions_in_ascending_order():
+    mask = torch.tensor([[True, False, True, False], [False, True, True, False]])
+    split = split_tokens(mask)
+    assert split.visual_index.tolist() == [0, 2, 5, 6]
+    assert split.text_index.tolist() == [1, 3, 4, 7]
+    assert torch.equal(split.mask, mask)
+
+
+def _boolean_mask_reference(bn, hidden, mask):
+    """The pre-#17 forward (boolean-mask gather/scatter), to prove the index path is bit-identical."""
+    out = hidden.clone()
+    kls = {}
+    for modality, m in (("visual", mask), ("text", ~mask)):
+        rows, kl = bn._transform(hidden[m], modality)
+        out[m] = rows.to(hidden.dtype)
+        full = torch.zeros(hidden.shape[:2])
+        full[m] = kl
+        kls[modality] = full
+    return out, kls
+
+
+def test_index_path_is_bit_identical_to_boolean_masking_values_noise_kl_and_gradients():
+    hidden, mask = _inputs()
+    bn = VittleBottleneck(VittleConfig(prior="L"), hidden_size=16).train()
+    bn.alpha = 0.4
+    results = []
+    for forward in (
+        lambda h: _boolean_mask_reference(bn, h, mask),
+        lambda h: (bn(h, split_tokens(mask)), None),
+    ):
+        h = hidden.clone().requires_grad_(True)
+        torch.manual_seed(3)
+        out, kls = forward(h)
+        kls = kls or {"visual": bn.last_kl_v, "text": bn.last_kl_t}
+        (out.square().sum() + kls["visual"].sum() + kls["text"].sum()).backward()
+        grads = [h.grad] + [p.grad.clone() for p in bn.parameters()]
+        bn.zero_grad(set_to_none=True)
+        results.append((out.detach(), kls["visual"].detach(), kls["text"].detach(), grads))
+    (out_a, kv_a, kt_a, g_a), (out_b, kv_b, kt_b, g_b) = results
+    assert torch.equal(out_a, out_b) and torch.equal(kv_a, kv_b) and torch.equal(kt_a, kt_b)
+    assert all(torch.equal(a, b) for a, b in zip(g_a, g_b, strict=True))

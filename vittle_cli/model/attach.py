@@ -17,7 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from vittle_cli.errors import ModelError
-from vittle_cli.model.bottleneck import VittleBottleneck, VittleConfig
+from vittle_cli.model.bottleneck import TokenSplit, VittleBottleneck, VittleConfig, split_tokens
 from vittle_cli.model.families import decoder_of, supported_names
 
 BOTTLENECK_ATTR = "vittle_bottleneck"
@@ -34,9 +34,17 @@ class _Attachment:
 
     token_ids: list[int]
     handles: list[Any] = field(default_factory=list)
-    visual_mask: Tensor | None = None  # of the forward in progress
-    # The last finished forward's mask, kept for a backward-pass recompute of the hooked layer.
-    recompute_mask: Tensor | None = None
+    visual_mask: TokenSplit | None = None  # of the forward in progress (mask + its indices)
+    # The last finished forward's split, kept for a backward-pass recompute of the hooked layer.
+    recompute_mask: TokenSplit | None = None
+    # The token ids as a tensor per (device, dtype): built once, not on every forward.
+    token_id_tensors: dict[tuple[torch.device, torch.dtype], Tensor] = field(default_factory=dict)
+
+    def token_id_tensor(self, like: Tensor) -> Tensor:
+        key = (like.device, like.dtype)
+        if key not in self.token_id_tensors:
+            self.token_id_tensors[key] = torch.tensor(self.token_ids, device=like.device, dtype=like.dtype)
+        return self.token_id_tensors[key]
 
 
 def unwrap_model(model: nn.Module) -> nn.Module:
@@ -145,10 +153,11 @@ def _make_pre_hook(state: _Attachment, top: nn.Module):
                     "input_ids (not inputs_embeds) when passing images"
                 )
             # inputs_embeds without images: every position is text.
-            state.visual_mask = torch.zeros(embeds.shape[:2], dtype=torch.bool, device=embeds.device)
+            mask = torch.zeros(embeds.shape[:2], dtype=torch.bool, device=embeds.device)
         else:
-            ids = torch.tensor(state.token_ids, device=input_ids.device, dtype=input_ids.dtype)
-            state.visual_mask = torch.isin(input_ids, ids)
+            mask = torch.isin(input_ids, state.token_id_tensor(input_ids))
+        # Indices once per forward: every hooked layer (and its checkpoint recompute) reuses them.
+        state.visual_mask = split_tokens(mask)
         bottleneck = get_bottleneck(top)
         if bottleneck is not None:
             bottleneck.reset_stats()
@@ -171,8 +180,8 @@ def _in_backward() -> bool:
     return torch._C._current_graph_task_id() != -1
 
 
-def _mask_for_layer(state: _Attachment) -> Tensor:
-    """The visual mask for a call of a hooked decoder layer.
+def _mask_for_layer(state: _Attachment) -> TokenSplit:
+    """The visual mask (with its indices) for a call of a hooked decoder layer.
 
     transformers 5.17-5.22 re-run the whole layer call, hooks included, in the backward recompute of
     gradient checkpointing, after the multimodal forward has ended: the recompute gets the mask of the
@@ -200,7 +209,9 @@ def _make_layer_hook(state: _Attachment, top: nn.Module, apply_visual: bool, app
     return layer_hook
 
 
-def attach_bottleneck(model: nn.Module, config: VittleConfig) -> VittleBottleneck:
+def attach_bottleneck(
+    model: nn.Module, config: VittleConfig, *, existing: VittleBottleneck | None = None
+) -> VittleBottleneck:
     """Create a VittleBottleneck for `model` and hook it after decoder layers layer_v / layer_t.
 
     Attach before wrapping with peft, and pass `modules_to_save=["vittle_bottleneck"]` to LoraConfig so the
@@ -224,9 +235,14 @@ def attach_bottleneck(model: nn.Module, config: VittleConfig) -> VittleBottlenec
     # The module's config records what was resolved, so saving, dry-run and inspect never re-derive it.
     config = config.replace(layer_v=layer_v, layer_t=layer_t, hidden_size=_hidden_size(top))
     reference = top.get_input_embeddings().weight
-    bottleneck = VittleBottleneck(config).to(
-        device=_device_of(layers[layer_v], reference), dtype=reference.dtype
-    )
+    if existing is not None:  # re-attach a detached bottleneck (benchmarks switch it on and off per step)
+        if existing.config.model_dump() != config.model_dump():
+            raise ModelError("the bottleneck to re-attach was made for other layers or another hidden size")
+        bottleneck = existing
+    else:
+        bottleneck = VittleBottleneck(config).to(
+            device=_device_of(layers[layer_v], reference), dtype=reference.dtype
+        )
     bottleneck.train(top.training)
     top.add_module(BOTTLENECK_ATTR, bottleneck)
 

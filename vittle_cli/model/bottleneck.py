@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -156,6 +157,31 @@ def alpha_at(step: int | float, total_steps: int, cfg: VittleConfig) -> float:
     return float(cfg.alpha_end) / (1.0 + math.exp(-x))
 
 
+@dataclass(frozen=True)
+class TokenSplit:
+    """Which flattened (B*T) positions are visual and which are text, computed once per model forward.
+
+    Indexing with a boolean mask costs a host-device sync per use (the result's size is data-dependent); the
+    hot path instead gathers rows with `index_select` and writes them back with `index_copy` using these
+    ascending indices, which pick the same rows in the same order as the mask did (so values, noise draws
+    and gradients are unchanged).
+    """
+
+    mask: Tensor  # (B, T) bool, True at visual positions
+    visual_index: Tensor  # (N_v,) int64, ascending
+    text_index: Tensor  # (N_t,) int64, ascending
+
+
+def split_tokens(visual_mask: Tensor) -> TokenSplit:
+    """The TokenSplit of a (B, T) visual mask: one host-device sync (the visual count) for both indices."""
+    mask = visual_mask.to(torch.bool)
+    flat = mask.reshape(-1)
+    # Stable sort of "is text" puts visual positions first, each side in ascending position order.
+    order = torch.argsort((~flat).to(torch.uint8), stable=True)
+    n_visual = int(flat.sum())
+    return TokenSplit(mask, order[:n_visual], order[n_visual:])
+
+
 def _posterior_net(d: int) -> nn.Sequential:
     return nn.Sequential(nn.Linear(d, d), nn.GELU(), nn.Linear(d, 2 * d))
 
@@ -216,43 +242,48 @@ class VittleBottleneck(nn.Module):
     def forward(
         self,
         hidden: Tensor,
-        visual_mask: Tensor,
+        visual_mask: Tensor | TokenSplit,
         *,
         apply_visual: bool = True,
         apply_text: bool = True,
     ) -> Tensor:
         """Transform `hidden` (B, T, d): visual rows (visual_mask True) by the visual net, the others by
-        the text net. `apply_visual`/`apply_text` pick the modalities handled at this layer (the two may
-        sit on different layers).
+        the text net. `visual_mask` may be a precomputed TokenSplit (the attach hooks pass one, computed once
+        per model forward). `apply_visual`/`apply_text` pick the modalities handled at this layer (the two
+        may sit on different layers).
 
         Both nets are called even when their selection is empty, so every parameter takes part in every
         step (ZeRO-3 ranks stay in step; an unused parameter would get no gradient hook).
         """
-        visual_mask = visual_mask.to(device=hidden.device, dtype=torch.bool)
-        if visual_mask.shape != hidden.shape[:2]:
+        split = visual_mask if isinstance(visual_mask, TokenSplit) else None
+        mask = split.mask if split is not None else visual_mask
+        if mask.shape != hidden.shape[:2]:
             raise ModelError(
-                f"visual mask shape {tuple(visual_mask.shape)} does not match hidden states "
+                f"visual mask shape {tuple(mask.shape)} does not match hidden states "
                 f"{tuple(hidden.shape[:2])}; the model was called without matching input_ids"
             )
-        out = hidden.clone()
+        if split is None or split.visual_index.device != hidden.device:
+            split = split_tokens(mask.to(device=hidden.device))
         if self.training:
-            self.last_visual_mask = visual_mask
-        for modality, enabled, mask in (
-            ("visual", apply_visual, visual_mask),
-            ("text", apply_text, ~visual_mask),
+            self.last_visual_mask = split.mask
+        flat = hidden.reshape(-1, hidden.shape[-1])
+        out = flat
+        for modality, enabled, index in (
+            ("visual", apply_visual, split.visual_index),
+            ("text", apply_text, split.text_index),
         ):
             if not enabled:
                 continue
-            new_rows, kl = self._transform(hidden[mask], modality)
-            out[mask] = new_rows.to(hidden.dtype)
+            new_rows, kl = self._transform(flat.index_select(0, index), modality)
+            out = out.index_copy(0, index, new_rows.to(hidden.dtype))
             if kl is not None:
-                full = torch.zeros(hidden.shape[:2], dtype=torch.float32, device=hidden.device)
-                full[mask] = kl
+                full = torch.zeros(flat.shape[0], dtype=torch.float32, device=hidden.device)
+                full = full.index_copy(0, index, kl).view(hidden.shape[:2])
                 if modality == "visual":
                     self.last_kl_v = full
                 else:
                     self.last_kl_t = full
-        return out
+        return out.view(hidden.shape)
 
     def extra_repr(self) -> str:
         c = self.config
