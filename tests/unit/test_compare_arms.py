@@ -26,7 +26,7 @@ def eval_dir(path, answers_by_variant, suite="shapes-shift"):
         "suite": {"name": suite},
         "variants": [{"name": n, "group": g} for n, g in VARIANTS],
         "metrics": {v: {"all": {}} for v in answers_by_variant},
-        "summary": {"groups": {}, "drops": {}},
+        "summary": {"groups": {}, "deltas": {}},
     }
     (path / "results.json").write_text(json.dumps(doc))
     return str(path)

@@ -129,16 +129,16 @@ def test_score_variant_runs_spread_categories_and_unparseable():
     assert split["detail"]["n"] == 1
 
 
-def test_summarise_rp_groups_and_drops():
+def test_summarise_rp_groups_and_deltas():
     def v(x):
         return {"all": {"relative_score": x}}
 
     per = {"clean": v(0.80), "a": v(0.70), "b": v(0.60), "t": v(0.75), "lost": v(None)}
     s = summarise_rp(per, {"clean": "clean", "a": "visual", "b": "visual", "t": "text", "lost": "joint"})
     assert s["groups"]["visual"]["relative_score"] == pytest.approx(0.65)
-    assert s["groups"]["visual"]["drop_relative_score"] == pytest.approx(0.15)
-    assert s["drops"] == {
-        k: {"relative_score": pytest.approx(d)} for k, d in {"a": 0.1, "b": 0.2, "t": 0.05}.items()
+    assert s["groups"]["visual"]["delta_relative_score"] == pytest.approx(-0.15)  # variant - clean, as POPE
+    assert s["deltas"] == {
+        k: {"relative_score": pytest.approx(d)} for k, d in {"a": -0.1, "b": -0.2, "t": -0.05}.items()
     }
     assert "joint" not in s["groups"]  # a variant without any readable judgment has no score to average
 

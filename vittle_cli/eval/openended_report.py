@@ -47,20 +47,26 @@ def print_rp_table(results: dict, console=None) -> None:
     shift = results.get("representation_shift") or {}
     for col in ("variant", "group", "n", "RP", *cats, "unparseable", "ΔRP", "JSD vis/txt"):
         table.add_column(col, justify="left" if col in ("variant", "group") else "right", no_wrap=True)
-    drops = results["summary"]["drops"]
+    deltas = results["summary"]["deltas"]
     for name, group, block in rp_rows(results):
         per_cat = [_rp(results["metrics"][name]["splits"][c]) for c in cats]
-        d = f"{-drops[name]['relative_score'] * 100:+.1f}" if name in drops else ""
+        d = f"{deltas[name]['relative_score'] * 100:+.1f}" if name in deltas else ""
         unparsed = f"{block['unparseable']}/{block['judgments']}"
         table.add_row(name, group, str(block["n"]), _rp(block), *per_cat, unparsed, d, _jsd(shift.get(name)))
     groups = results["summary"]["groups"]
     if len(groups) > 1:
         table.add_section()
         for group, m in groups.items():
-            d = f"{-m['drop']:+.1f}" if "drop" in m else ""
+            d = f"{m['delta_relative_score'] * 100:+.1f}" if "delta_relative_score" in m else ""
             blank = [""] * len(cats)
             table.add_row(
-                f"mean {group}", "", f"{m['variants']} var.", f"{m['relative_score']:.1f}", *blank, "", d
+                f"mean {group}",
+                "",
+                f"{m['variants']} var.",
+                f"{m['relative_score'] * 100:.1f}",
+                *blank,
+                "",
+                d,
             )
     console.print(table)
 

@@ -54,23 +54,24 @@ def score_variant(rows: Sequence[tuple[str, Sequence[Pair]]], runs: int) -> dict
 
 
 def summarise_rp(per_variant: Mapping[str, dict], groups: Mapping[str, str]) -> dict:
-    """Drops from clean per variant and group means, shaped like the POPE summary:
-    {"drops": {variant: {"relative_score": clean - variant}},
-     "groups": {group: {"relative_score": mean, "variants": n, "drop_relative_score": clean - mean}}}."""
+    """Deltas from clean per variant and group means, shaped like the POPE summary (one definition for every
+    task: variant - clean, so a loss under shift is negative):
+    {"deltas": {variant: {"relative_score": variant - clean}},
+     "groups": {group: {"relative_score": mean, "variants": n, "delta_relative_score": mean - clean}}}."""
 
     def rp(name: str) -> float | None:
         return per_variant[name]["all"][METRIC]
 
     clean = next((v for v, g in groups.items() if g == "clean" and v in per_variant), None)
     base = rp(clean) if clean is not None else None
-    drops = {}
+    deltas = {}
     if base is not None:
-        drops = {v: {METRIC: base - rp(v)} for v in per_variant if v != clean and rp(v) is not None}
+        deltas = {v: {METRIC: rp(v) - base} for v in per_variant if v != clean and rp(v) is not None}
     means = {}
     for group in GROUPS:
         vals = [rp(v) for v, g in groups.items() if g == group and v in per_variant and rp(v) is not None]
         if vals:
             means[group] = {METRIC: statistics.fmean(vals), "variants": len(vals)}
             if base is not None and group != "clean":
-                means[group][f"drop_{METRIC}"] = base - means[group][METRIC]
-    return {"drops": drops, "groups": means}
+                means[group][f"delta_{METRIC}"] = means[group][METRIC] - base
+    return {"deltas": deltas, "groups": means}
