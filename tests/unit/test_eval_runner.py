@@ -288,3 +288,17 @@ def test_questions_are_streamed_in_chunks_not_materialised(suite_file, tmp_path)
     assert sum(sizes) == 4 * 3 * 6
     # variants sharing an image are answered together (2 per visual shift here), a few images per call
     assert len(sizes) >= 4 and max(sizes) < 2 * 3 * 6
+
+
+def test_compare_columns_are_the_shortest_tails_that_tell_models_apart():
+    from vittle_cli.eval.compare import column_labels
+
+    docs = [
+        {"model": m, "_path": f"/e/{i}/results.json"}
+        for i, m in enumerate(
+            ["demo-out/runs/tiny_baseline", "demo-out/runs/tiny", "other/runs/tiny", "other/runs/tiny"]
+        )
+    ]
+    assert column_labels(docs[:2]) == ["tiny_baseline", "tiny"]
+    assert column_labels(docs[1:3]) == ["demo-out/runs/tiny", "other/runs/tiny"]
+    assert column_labels(docs[2:]) == ["tiny (/e/2)", "tiny (/e/3)"]

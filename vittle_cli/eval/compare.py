@@ -97,12 +97,25 @@ def rescore_on_common(docs: list[dict]) -> int:
 
 
 def column_labels(docs: list[dict]) -> list[str]:
-    """Columns are named by model; runs of the same model are told apart by their folder."""
+    """Columns are named by model, as the shortest path tail that tells the models apart (a table cell cuts
+    `demo-out/runs/tiny` and `demo-out/runs/tiny_baseline` to the same prefix); runs of the same model are
+    told apart by their folder. compare.json keeps the full names under "models"."""
     models = [str(d["model"]) for d in docs]
+    short = _distinct_tails(models)
     return [
-        m if models.count(m) == 1 else f"{m} ({Path(d['_path']).parent})"
-        for m, d in zip(models, docs, strict=True)
+        s if models.count(m) == 1 else f"{s} ({Path(d['_path']).parent})"
+        for s, m, d in zip(short, models, docs, strict=True)
     ]
+
+
+def _distinct_tails(names: list[str]) -> list[str]:
+    """The fewest trailing path parts that keep distinct names distinct ('a/x/run1', 'b/x/run2' -> run1, run2)."""
+    parts = [n.rstrip("/").split("/") for n in names]
+    for k in range(1, max(len(p) for p in parts) + 1):
+        tails = ["/".join(p[-k:]) for p in parts]
+        if len(set(tails)) == len(set(names)):
+            return tails
+    return names
 
 
 def compare_table(docs: list[dict], metric: str = "f1") -> tuple[list[str], list[list[float | None]]]:
