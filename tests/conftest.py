@@ -37,6 +37,30 @@ def tiny_model_dir():
     return resolve_builtin_model("builtin:tiny-llava")
 
 
+@pytest.fixture(scope="session")
+def tiny_vittle_model_dir(tiny_model_dir, tmp_path_factory):
+    """The tiny LLaVA + a random (non-trivial) Vittle (F) bottleneck, saved as a full model folder."""
+    import torch
+    from transformers import AutoProcessor, LlavaForConditionalGeneration
+
+    from vittle_cli.model.attach import attach_bottleneck, detach_bottleneck
+    from vittle_cli.model.bottleneck import VittleConfig
+    from vittle_cli.model.checkpoint import save_vittle
+
+    out = tmp_path_factory.mktemp("vittle-model")
+    model = LlavaForConditionalGeneration.from_pretrained(tiny_model_dir, dtype=torch.float32)
+    bn = attach_bottleneck(model, VittleConfig())
+    gen = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for p in bn.parameters():
+            p.copy_(torch.randn(p.shape, generator=gen) * 0.1)
+    save_vittle(model, out)
+    detach_bottleneck(model)
+    model.save_pretrained(out)
+    AutoProcessor.from_pretrained(tiny_model_dir).save_pretrained(out)
+    return out
+
+
 @pytest.fixture()
 def tiny_llava(tiny_model_dir):
     """A fresh (model, processor) pair of builtin:tiny-llava in float32 eval mode, loaded from disk."""

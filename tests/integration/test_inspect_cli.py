@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import pytest
-import torch
 from cli_runner import run_cli as run_main
 from typer.testing import CliRunner
 
@@ -17,26 +16,8 @@ VARIANTS = ["--variants", "gaussian_noise@3", "--variants", "keyboard@3"]
 
 
 @pytest.fixture(scope="module")
-def vittle_model(tiny_model_dir, tmp_path_factory):
-    """A tiny LLaVA + random (non-trivial) Vittle (F) bottleneck saved as a full model folder."""
-    from transformers import AutoProcessor, LlavaForConditionalGeneration
-
-    from vittle_cli.model.attach import attach_bottleneck, detach_bottleneck
-    from vittle_cli.model.bottleneck import VittleConfig
-    from vittle_cli.model.checkpoint import save_vittle
-
-    out = tmp_path_factory.mktemp("vittle-model")
-    model = LlavaForConditionalGeneration.from_pretrained(tiny_model_dir, dtype=torch.float32)
-    bn = attach_bottleneck(model, VittleConfig())
-    gen = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for p in bn.parameters():
-            p.copy_(torch.randn(p.shape, generator=gen) * 0.1)
-    save_vittle(model, out)
-    detach_bottleneck(model)
-    model.save_pretrained(out)
-    AutoProcessor.from_pretrained(tiny_model_dir).save_pretrained(out)
-    return out
+def vittle_model(tiny_vittle_model_dir):
+    return tiny_vittle_model_dir
 
 
 @pytest.mark.slow
