@@ -3,6 +3,8 @@
 Built once per (seed, sizes) into the vittle cache:
 
     <root>/train.json                       LLaVA JSON list (llava_v1_5_mix665k form)
+    <root>/captions.json                    one caption per training image (`builtin:shapes-captions`), for
+                                            a stage 1 as LLaVA's blip_laion_cc_sbu_558k pre-alignment
     <root>/images/train/*.png, eval/*.png   64x64 RGB images of 1-4 coloured shapes
     <root>/pope/questions.jsonl             POPE questions ({question_id, image, text, category})
     <root>/pope/labels/coco_pope_<split>.json  POPE labels ({question_id, image, text, label}), JSON lines
@@ -22,15 +24,18 @@ from pathlib import Path
 
 from vittle_cli.data.shapes_draw import draw_image, place_objects, sample_objects
 from vittle_cli.data.shapes_questions import (
+    DESCRIBE_Q,
     SPLITS,
     ObjectStats,
+    describe,
     image_conversation,
     pope_questions,
     text_conversation,
 )
 
 SHAPES_NAME = "shapes"
-FORMAT_VERSION = 2  # bump when the generated data changes so old caches are rebuilt
+CAPTIONS_NAME = "shapes-captions"  # the same build's stage-1 captions
+FORMAT_VERSION = 3  # bump when the generated data changes so old caches are rebuilt
 DEFAULT_SIZES = {"train_images": 1500, "train_conversations": 3000, "eval_images": 80}
 TEXT_ONLY_FRACTION = 0.03
 
@@ -41,6 +46,7 @@ class ShapesData:
 
     root: Path
     train_json: Path
+    captions_json: Path
     image_root: Path
     pope_questions: Path
     pope_labels_dir: Path
@@ -51,13 +57,14 @@ class ShapesData:
 
 
 def builtin_data_names() -> list[str]:
-    return [f"builtin:{SHAPES_NAME}"]
+    return [f"builtin:{SHAPES_NAME}", f"builtin:{CAPTIONS_NAME}"]
 
 
 def _layout(root: Path) -> ShapesData:
     return ShapesData(
         root=root,
         train_json=root / "train.json",
+        captions_json=root / "captions.json",
         image_root=root / "images",
         pope_questions=root / "pope" / "questions.jsonl",
         pope_labels_dir=root / "pope" / "labels",
@@ -73,7 +80,8 @@ def resolve_builtin_data(
     train_conversations: int = DEFAULT_SIZES["train_conversations"],
     eval_images: int = DEFAULT_SIZES["eval_images"],
 ) -> ShapesData:
-    """Return a built-in data set, building it into the cache on first use.
+    """Return a built-in data set, building it into the cache on first use (builtin:shapes-captions is
+    the same build: its training file is `captions_json`).
 
     Raises:
         DataError: for an unknown built-in data name.
@@ -82,7 +90,7 @@ def resolve_builtin_data(
     from vittle_cli.model.builtin import cache_root
 
     short = name.removeprefix("builtin:")
-    if short != SHAPES_NAME:
+    if short not in (SHAPES_NAME, CAPTIONS_NAME):
         raise DataError(f"unknown built-in data set {name!r}; known: {', '.join(builtin_data_names())}")
     sizes = {
         "train_images": train_images,
@@ -132,6 +140,21 @@ def _make_images(
     return all_objects
 
 
+def _captions(objects: list[list[tuple[str, str]]]) -> list[dict]:
+    """One 'describe' conversation per training image: the answer names every object in reading order."""
+    return [
+        {
+            "id": f"shapes-caption-{i:06d}",
+            "image": f"train/{i:06d}.png",
+            "conversations": [
+                {"from": "human", "value": "<image>\n" + DESCRIBE_Q},
+                {"from": "gpt", "value": describe(objs)},
+            ],
+        }
+        for i, objs in enumerate(objects)
+    ]
+
+
 def build_shapes(
     root: Path,
     seed: int = 0,
@@ -173,6 +196,7 @@ def build_shapes(
         )
     assert image_i == n_image
     data.train_json.write_text(json.dumps(samples, indent=1) + "\n")
+    data.captions_json.write_text(json.dumps(_captions(train_objs), indent=1) + "\n")
 
     rng = random.Random(f"shapes/{seed}/pope")
     per_split: dict[str, list[dict]] = {s: [] for s in SPLITS}

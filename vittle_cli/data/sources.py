@@ -2,6 +2,7 @@
 
 Sources (each entry of data.train / data.eval):
   builtin:shapes                      the built-in synthetic set (LLaVA JSON + its image folder)
+  builtin:shapes-captions             its stage-1 captions (one per training image, same images)
   file.json / file.jsonl              one sample per element/line, in any format of formats.py
   file.parquet / a save_to_disk dir   any of those forms, as written by `datasets`
   owner/name                          a Hugging Face hub data set (split "train"), via datasets.load_dataset
@@ -269,10 +270,11 @@ def load_source(
         )
     root = Path(image_root).expanduser() if image_root else None
     if spec.startswith("builtin:"):
-        from vittle_cli.data.shapes import resolve_builtin_data
+        from vittle_cli.data.shapes import CAPTIONS_NAME, resolve_builtin_data
 
         shapes = resolve_builtin_data(spec)
-        rows, form = _from_json(shapes.train_json, cache_dir, fmt)
+        train = shapes.captions_json if spec == f"builtin:{CAPTIONS_NAME}" else shapes.train_json
+        rows, form = _from_json(train, cache_dir, fmt)
         return Source(spec, rows.with_format("arrow"), form, root or shapes.image_root, root is not None)
     path = Path(spec).expanduser()
     if path.exists():
