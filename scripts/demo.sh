@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The built-in demo (`make demo`): train builtin:tiny-llava on builtin:shapes with Vittle (F) and as the
-# plain baseline, evaluate both on the shapes-shift suite (clean + 9 visual + 9 text + 9 joint shifts) and
+# The built-in demo (`make demo`): a stage 1 (builtin:tiny-llava learns to caption builtin:shapes images),
+# then from it train on builtin:shapes with Vittle (F) and as the plain baseline, evaluate both on the shapes-shift suite (clean + 9 visual + 9 text + 9 joint shifts) and
 # print them side by side. CPU only, nothing is downloaded. The two runs share the 2 cores: the baseline
 # runs in the background (its log: demo-out/baseline.log) while Vittle's progress shows here.
 set -euo pipefail
@@ -18,14 +18,17 @@ run_pair() {  # run_pair "<vittle command>" "<baseline command>": baseline in th
     if ! wait "$bg"; then echo "baseline failed; see $OUT/baseline.log" >&2; tail -5 "$OUT/baseline.log" >&2; return 1; fi
 }
 
-echo "== 1/3 train: Vittle (F) and the baseline, on builtin:shapes"
-run_pair "$VITTLE train recipes/tiny.yaml output.dir=$OUT/runs --overwrite" \
-         "$VITTLE train recipes/tiny_baseline.yaml output.dir=$OUT/runs --overwrite"
+echo "== 1/4 stage 1: captions (builtin:shapes-captions), shared by both arms"
+$VITTLE train recipes/tiny_stage1.yaml output.dir=$OUT/runs --overwrite
 
-echo "== 2/3 eval: shapes-shift (clean + 27 shifts), $LIMIT questions per split"
+echo "== 2/4 train: Vittle (F) and the baseline from stage 1, on builtin:shapes"
+run_pair "$VITTLE train recipes/tiny.yaml model.name=$OUT/runs/tiny_stage1 output.dir=$OUT/runs --overwrite" \
+         "$VITTLE train recipes/tiny_baseline.yaml model.name=$OUT/runs/tiny_stage1 output.dir=$OUT/runs --overwrite"
+
+echo "== 3/4 eval: shapes-shift (clean + 27 shifts), $LIMIT questions per split"
 run_pair "$VITTLE eval --suite shapes-shift --model $OUT/runs/tiny --out $OUT/eval/vittle --limit $LIMIT --overwrite" \
          "$VITTLE eval --suite shapes-shift --model $OUT/runs/tiny_baseline --out $OUT/eval/baseline --limit $LIMIT --overwrite"
 
-echo "== 3/3 compare: Vittle (F) vs baseline"
+echo "== 4/4 compare: Vittle (F) vs baseline"
 $VITTLE eval compare "$OUT/eval/baseline" "$OUT/eval/vittle" --out "$OUT/compare"
 echo "Outputs in $OUT/: runs (checkpoints, loss.png), eval/*/results.{json,png}, compare/compare.png"
