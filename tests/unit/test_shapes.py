@@ -61,7 +61,7 @@ def test_build_is_deterministic_and_seed_dependent(tmp_path):
     b = build_shapes(tmp_path / "b", seed=5, **SMALL)
     c = build_shapes(tmp_path / "c", seed=6, **SMALL)
     ha, hb, hc = _tree_hash(a.root), _tree_hash(b.root), _tree_hash(c.root)
-    assert len(ha) == SMALL["train_images"] + SMALL["eval_images"] + 6
+    assert len(ha) == SMALL["train_images"] + SMALL["eval_images"] + 7
     assert ha == hb
     assert ha.keys() == hc.keys() and ha != hc
     assert ha["train.json"] != hc["train.json"]
@@ -78,6 +78,26 @@ def test_resolve_builds_once_into_cache(shapes, monkeypatch):
 def test_unknown_builtin_name_lists_known_ones():
     with pytest.raises(DataError, match="builtin:shapes"):
         resolve_builtin_data("builtin:circles")
+
+
+def test_captions_name_every_object_of_their_image_in_reading_order(shapes, meta):
+    raw = json.loads(shapes.objects_json.read_text())
+    captions = json.loads(shapes.captions_json.read_text())
+    assert [c["image"] for c in captions] == sorted(i for i in meta if i.startswith("train/"))
+    for c in captions:
+        human, gpt = c["conversations"]
+        assert human == {"from": "human", "value": "<image>\nDescribe the image briefly."}
+        names = [f"{o['colour']} {o['shape']}" for o in raw[c["image"]]["objects"]]
+        listed = gpt["value"].removeprefix("The image shows ").removesuffix(".")
+        assert [n.removeprefix("a ").removeprefix("an ") for n in listed.replace(" and ", ", ").split(", ")] == names
+
+
+def test_captions_source_reads_the_captions_file(shapes, tmp_path):
+    from vittle_cli.data.sources import load_source
+
+    src = load_source("builtin:shapes-captions", cache_dir=tmp_path)
+    assert len(src) == 1500 and src.image_root == shapes.image_root
+    assert src.row(0)["conversations"][0]["value"].endswith("Describe the image briefly.")
 
 
 def test_training_set_form_and_sizes(shapes, meta):
