@@ -1,4 +1,7 @@
-"""`builtin:tiny-llava`: a small random LLaVA built from code, with no download.
+"""`builtin:tiny-llava` and `builtin:tiny-llava-demo`: small random LLaVAs built from code, with no download.
+
+tiny-llava (16 px patches, an 8-layer LM) is the general test model; tiny-llava-demo (32 px patches, a
+2-layer LM) is the one the built-in demo trains, because it learns builtin:shapes within the demo's minutes.
 
 It is built once per (name, seed) into the vittle cache and from then on loaded with the ordinary
 `from_pretrained` / `AutoProcessor` path, exactly the path a real hub model takes.
@@ -15,18 +18,19 @@ from vittle_cli.layout import MODEL_CONFIG
 
 BUILTIN_PREFIX = "builtin:"
 TINY_LLAVA = "tiny-llava"
-FORMAT_VERSION = 3  # bump when the built model changes so old caches are rebuilt
+TINY_LLAVA_DEMO = "tiny-llava-demo"
+FORMAT_VERSION = 2  # bump when the built model changes so old caches are rebuilt
 
 IMAGE_SIZE = 64
-# One 32 px patch per cell of builtin:shapes' 2x2 grid: each visual token sees one whole shape. With 16 px
-# patches (a quarter of a shape per token) the model learnt the shapes task more slowly (issue #18's
-# measurements are in recipes/tiny_stage1.yaml).
-PATCH_SIZE = 32
-IMAGE_SEQ_LENGTH = (IMAGE_SIZE // PATCH_SIZE) ** 2  # 4 visual tokens per image
-# A shallow LM learns the yes/no question logic far sooner than a deep one from scratch: given the objects
-# directly (an oracle in place of the tower), 2 layers answered 81% of the shapes POPE set after 200 steps
-# and 96% after 400, 8 layers 50% and 81%.
-LM_LAYERS = 2
+PATCH_SIZE = 16  # tiny-llava's
+IMAGE_SEQ_LENGTH = (IMAGE_SIZE // PATCH_SIZE) ** 2  # 16 visual tokens per image (tiny-llava)
+# (patch size, LM layers) per built-in model. tiny-llava-demo (issue #18, measured in
+# recipes/tiny_stage1.yaml): one 32 px patch per cell of builtin:shapes' 2x2 grid, so each visual token sees
+# one whole shape (16 px patches give each a quarter of one); and 2 LM layers, because a shallow LM learns
+# the yes/no question logic far sooner from scratch: given the objects directly (an oracle in place of the
+# tower) 2 layers answered 81% / 96% of the shapes POPE set after 200 / 400 steps, 8 layers 50% / 81%.
+# (With 2 layers the bottleneck's default layer round(0.75 * 2) is capped to the last one.)
+VARIANTS = {TINY_LLAVA: (PATCH_SIZE, 8), TINY_LLAVA_DEMO: (32, 2)}
 # A wider init than transformers' 0.02 gives the from-scratch model sharper attention from the start; with
 # 0.02 it sat at chance on the shapes existence questions for ~900 steps before grounding took off.
 INIT_RANGE = 0.1
@@ -78,7 +82,7 @@ def is_builtin(name: str) -> bool:
 
 
 def builtin_model_names() -> list[str]:
-    return [BUILTIN_PREFIX + TINY_LLAVA]
+    return [BUILTIN_PREFIX + v for v in VARIANTS]
 
 
 def resolve_builtin_model(name: str, seed: int = 0) -> Path:
@@ -90,15 +94,15 @@ def resolve_builtin_model(name: str, seed: int = 0) -> Path:
     from vittle_cli.errors import ModelError
 
     short = name[len(BUILTIN_PREFIX) :] if is_builtin(name) else name
-    if short != TINY_LLAVA:
+    if short not in VARIANTS:
         raise ModelError(f"unknown built-in model {name!r}; known: {', '.join(builtin_model_names())}")
-    target = cache_root() / "models" / f"{TINY_LLAVA}-v{FORMAT_VERSION}-seed{seed}"
+    target = cache_root() / "models" / f"{short}-v{FORMAT_VERSION}-seed{seed}"
     if (target / MODEL_CONFIG).is_file():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
-        model, processor = build_tiny_llava(seed)
+        model, processor = build_tiny_llava(seed, short)
         model.save_pretrained(tmp)
         processor.save_pretrained(tmp)
         try:
@@ -140,10 +144,10 @@ def build_tiny_tokenizer():
     )
 
 
-def build_tiny_llava(seed: int = 0):
-    """Build (model, processor) for builtin:tiny-llava: CLIP-style tower + 2-layer Llama-style LM.
+def build_tiny_llava(seed: int = 0, variant: str = TINY_LLAVA):
+    """Build (model, processor) for a built-in model: CLIP-style tower + Llama-style LM (VARIANTS).
 
-    Deterministic from `seed`. About 0.6M parameters: learns the shapes task on 2 CPU cores in minutes.
+    Deterministic from `seed`. tiny-llava has about 1M parameters, tiny-llava-demo about 0.6M.
     """
     import torch
     from transformers import (
@@ -155,11 +159,12 @@ def build_tiny_llava(seed: int = 0):
         LlavaProcessor,
     )
 
+    patch_size, lm_layers = VARIANTS[variant]
     tokenizer = build_tiny_tokenizer()
     image_token_id = tokenizer.convert_tokens_to_ids("<image>")
     vision = CLIPVisionConfig(
         image_size=IMAGE_SIZE,
-        patch_size=PATCH_SIZE,
+        patch_size=patch_size,
         hidden_size=64,
         intermediate_size=128,
         num_hidden_layers=2,
@@ -171,7 +176,7 @@ def build_tiny_llava(seed: int = 0):
         vocab_size=len(tokenizer),
         hidden_size=96,
         intermediate_size=256,
-        num_hidden_layers=LM_LAYERS,
+        num_hidden_layers=lm_layers,
         num_attention_heads=4,
         num_key_value_heads=4,
         max_position_embeddings=512,
@@ -185,7 +190,7 @@ def build_tiny_llava(seed: int = 0):
         vision_config=vision,
         text_config=text,
         image_token_index=image_token_id,
-        image_seq_length=IMAGE_SEQ_LENGTH,
+        image_seq_length=(IMAGE_SIZE // patch_size) ** 2,
         vision_feature_select_strategy="default",
         vision_feature_layer=-1,
         projector_hidden_act="gelu",
@@ -207,7 +212,7 @@ def build_tiny_llava(seed: int = 0):
     processor = LlavaProcessor(
         image_processor=image_processor,
         tokenizer=tokenizer,
-        patch_size=PATCH_SIZE,
+        patch_size=patch_size,
         vision_feature_select_strategy="default",
         num_additional_image_tokens=1,
         chat_template=CHAT_TEMPLATE,
