@@ -167,8 +167,9 @@ def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path, capsys):
                   "train.max_steps=null", "train.epochs=2", "train.per_device_batch_size=16")  # fmt: skip
     assert code == 0
     out = capsys.readouterr().out
-    assert "name: builtin:tiny-llava" in out  # the resolved recipe
-    assert "decoder layers: 8" in out and "bottleneck layers: visual 6, text 6" in out
+    assert "name: builtin:tiny-llava-demo" in out  # the resolved recipe
+    # tiny-llava-demo's 2-layer LM: the default layer round(0.75 * 2) = 2 is capped to the last one
+    assert "decoder layers: 2" in out and "bottleneck layers: visual 1, text 1" in out
     assert "bottleneck" in out and "language_model" in out  # parameter table rows
     assert "total optimizer steps: 14" in out  # 2 epochs x ceil(100 / 16)
     from vittle_cli.model.bottleneck import VittleConfig, alpha_at
