@@ -89,7 +89,9 @@ def test_captions_name_every_object_of_their_image_in_reading_order(shapes, meta
         assert human == {"from": "human", "value": "<image>\nDescribe the image briefly."}
         names = [f"{o['colour']} {o['shape']}" for o in raw[c["image"]]["objects"]]
         listed = gpt["value"].removeprefix("The image shows ").removesuffix(".")
-        assert [n.removeprefix("a ").removeprefix("an ") for n in listed.replace(" and ", ", ").split(", ")] == names
+        assert [
+            n.removeprefix("a ").removeprefix("an ") for n in listed.replace(" and ", ", ").split(", ")
+        ] == names
 
 
 def test_captions_source_reads_the_captions_file(shapes, tmp_path):
