@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The built-in multi-seed study (`make study`): the demo's two recipes, 3 training seeds each, every run
-# evaluated on shapes-shift, then `vittle eval compare --arm` reports per variant and group the mean and
-# spread over seeds and a paired bootstrap interval of Vittle - baseline over questions.
+# The built-in multi-seed study (`make study`): the demo's two recipes, 3 training seeds each (per seed one
+# stage 1 on captions, recipes/tiny_stage1.yaml, that both arms start from), every run evaluated on
+# shapes-shift, then `vittle eval compare --arm` reports per variant and group the mean and spread over
+# seeds and a paired bootstrap interval of Vittle - baseline over questions.
 # CPU only, nothing is downloaded; two runs at a time (one per core). About 3x the demo's time.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,9 +25,13 @@ pair() {  # pair "<command A>" "<command B>" LOG: both at once, fail if either f
 
 vittle_evals=() baseline_evals=()
 for s in $SEEDS; do
-    echo "== seed $s: train Vittle (F) and the baseline"
-    pair "$VITTLE train recipes/tiny.yaml output.dir=$OUT/runs output.run_name=vittle-s$s train.seed=$s $EXTRA --overwrite" \
-         "$VITTLE train recipes/tiny_baseline.yaml output.dir=$OUT/runs output.run_name=baseline-s$s train.seed=$s $EXTRA --overwrite" \
+    echo "== seed $s: stage 1 (captions)"
+    $VITTLE train recipes/tiny_stage1.yaml output.dir=$OUT/runs output.run_name=stage1-s$s train.seed=$s --overwrite \
+        >"$OUT/logs/stage1-s$s.log" 2>&1 || { echo "failed; see $OUT/logs/stage1-s$s.log" >&2; exit 1; }
+    echo "== seed $s: train Vittle (F) and the baseline from it"
+    from="model.name=$OUT/runs/stage1-s$s"
+    pair "$VITTLE train recipes/tiny.yaml $from output.dir=$OUT/runs output.run_name=vittle-s$s train.seed=$s $EXTRA --overwrite" \
+         "$VITTLE train recipes/tiny_baseline.yaml $from output.dir=$OUT/runs output.run_name=baseline-s$s train.seed=$s $EXTRA --overwrite" \
          "train-s$s"
     echo "== seed $s: eval shapes-shift, $LIMIT questions per split"
     pair "$VITTLE eval --suite shapes-shift --model $OUT/runs/vittle-s$s --out $OUT/eval/vittle-s$s --limit $LIMIT --overwrite" \
