@@ -12,7 +12,7 @@ import yaml
 
 from tests.cli_runner import run_cli
 
-STAGE1_STEPS, STAGE2_STEPS = 600, 400  # the demo runs 1,200 + 900
+STAGE1_STEPS, STAGE2_STEPS = 600, 400  # the demo runs 1,200 + 1,200
 
 
 @pytest.mark.slow
