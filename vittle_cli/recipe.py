@@ -137,7 +137,9 @@ class DataSection(_Section):
     )
     video_maxlen: int = Field(default=128, ge=1, description="At most this many frames per video file.")
     video_max_pixels: int = Field(
-        default=256 * 256, ge=1, description="Video frames larger than this many pixels are scaled down first."
+        default=256 * 256,
+        ge=1,
+        description="Video frames larger than this many pixels are scaled down first.",
     )
 
     @field_validator("train", "eval", mode="before")

@@ -155,6 +155,19 @@ def _check_videos(conv: Conversation, processor, video_ok: bool) -> None:
         require_av()
 
 
+def _prescan_row(
+    row: dict, index: int, source: Source, processor, video_ok: bool, per_image: int, max_length: int
+) -> Conversation:
+    """The cheap checks of one row (nothing decoded): its conversation, or the SampleProblem it has."""
+    conv = parse_row(row, source.form, index)
+    if conv.videos:
+        _check_videos(conv, processor, video_ok)
+    check_image_paths(conv, source.image_root, source.enforce_root)
+    if len(conv.images) * per_image > max_length:
+        raise SampleProblem("too_long", f"{len(conv.images)} image(s) of ~{per_image} tokens > {max_length}")
+    return conv
+
+
 def _length_model(processor, convs: list[Conversation]) -> tuple[float, float]:
     """(tokens per character of message text, template tokens per message), measured on a few samples
     rendered with the chat template (images counted separately)."""
@@ -233,14 +246,7 @@ def build_dataset(
     video_ok = takes_video(processor)
     for index, row in _iter_selected(source, order):
         try:
-            conv = parse_row(row, source.form, index)
-            if conv.videos:
-                _check_videos(conv, processor, video_ok)
-            check_image_paths(conv, source.image_root, source.enforce_root)
-            if len(conv.images) * per_image > data.max_length:
-                raise SampleProblem(
-                    "too_long", f"{len(conv.images)} image(s) of ~{per_image} tokens > {data.max_length}"
-                )
+            conv = _prescan_row(row, index, source, processor, video_ok, per_image, data.max_length)
         except SampleProblem as problem:
             sid = sample_id(row, index)
             report.record(problem.kind, sid, problem)
@@ -268,6 +274,7 @@ def build_dataset(
     ]
     # Video tokens are not in the length estimate: the frame count is known only once a file is decoded.
     has_image = [n > 0 or v for n, v in zip(n_images, has_video, strict=True)]
+    video = VideoOptions.from_data(data)
     dataset = TrainDataset(
         source,
         processor,
@@ -279,6 +286,6 @@ def build_dataset(
         data.max_length,
         data.on_bad_sample,
         seed,
-        VideoOptions.from_data(data),
+        video,
     )
     return dataset, report

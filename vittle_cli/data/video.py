@@ -229,7 +229,9 @@ class FrameVideoProcessor:
         import torch
         from transformers import BatchFeature
 
-        patches, grids = zip(*(video_patches(self.image_processor, v, *self.limits) for v in videos), strict=True)
+        patches, grids = zip(
+            *(video_patches(self.image_processor, v, *self.limits) for v in videos), strict=True
+        )
         return BatchFeature(
             {
                 "pixel_values_videos": torch.from_numpy(np.ascontiguousarray(np.concatenate(patches))),
