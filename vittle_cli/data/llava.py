@@ -147,7 +147,7 @@ def _check_videos(conv: Conversation, processor, video_ok: bool) -> None:
 
         raise SampleProblem(
             "video_not_supported",
-            f"{len(conv.videos)} video(s); {type(processor).__name__} takes none",
+            f"{len(conv.videos)} video(s), processor {type(processor).__name__}",
             fix=f"train videos on a model of a family that takes them ({video_family_names()}), "
             "or remove the video samples",
         )
