@@ -172,9 +172,11 @@ def prepare_frames(images: list, fps: float, max_pixels: int, factor: int = 28) 
 def video_pixel_limits(processor: Any) -> tuple[int, int]:
     """(min, max) pixels a frame is smart-resized within: the video processor's, else the image one's."""
     for part in (getattr(processor, "video_processor", None), processor.image_processor):
-        size = getattr(part, "size", None)
-        get = size.get if isinstance(size, dict) else lambda key, s=size: getattr(s, key, None)
-        low, high = get("shortest_edge"), get("longest_edge")
+        size = getattr(part, "size", None)  # a dict, or transformers' SizeDict
+        if isinstance(size, dict):
+            low, high = size.get("shortest_edge"), size.get("longest_edge")
+        else:
+            low, high = getattr(size, "shortest_edge", None), getattr(size, "longest_edge", None)
         if low and high:
             return int(low), int(high)
     raise DataError(f"{type(processor).__name__}: no min/max pixels in its image processor's size")
