@@ -24,8 +24,14 @@ class Family:
     tested_with: str  # the published checkpoint whose files the tests use
     decoder: str = "language_model"  # attribute of the inner multimodal model that holds the decoder
     gaps: tuple[str, ...] = ()  # what is known not to work, or not to be tested
+    takes_video: bool = False  # sharegpt `videos` train (data/video.py); other families refuse them
 
 
+_NO_TORCHVISION = (
+    "without torchvision the processor is built image-only (Qwen2VLImageProcessorPil); vittle makes the "
+    "video tensors from it (data/video.py), resizing frames with PIL where transformers' video processor "
+    "uses torchvision"
+)
 FAMILIES: tuple[Family, ...] = (
     Family(
         "LLaVA-1.5",
@@ -52,16 +58,18 @@ FAMILIES: tuple[Family, ...] = (
         "Qwen2-VL",
         ("qwen2_vl",),
         "Qwen/Qwen2-VL-2B (config, tokenizer, processor) + Qwen2-VL-2B-Instruct chat template",
-        gaps=("without torchvision the processor is built image-only (Qwen2VLImageProcessorPil, no video)",),
+        gaps=(_NO_TORCHVISION,),
+        takes_video=True,
     ),
     Family(
         "Qwen2.5-VL",
         ("qwen2_5_vl",),
         "Qwen/Qwen2.5-VL-3B-Instruct (config) + the Qwen2-VL tokenizer, processor settings and template",
         gaps=(
-            "without torchvision the processor is built image-only (Qwen2VLImageProcessorPil, no video)",
+            _NO_TORCHVISION,
             "its own tokenizer_config.json and preprocessor_config.json were not in the tests' sources",
         ),
+        takes_video=True,
     ),
 )
 FAMILIES += (
@@ -78,10 +86,16 @@ FAMILIES += (
 )
 # Processor classes whose video half needs torchvision; without it vittle builds the image half only.
 _IMAGE_ONLY = {"qwen2_vl": "Qwen2VLProcessor", "qwen2_5_vl": "Qwen2_5_VLProcessor"}
+# The processors of the families that take video, whose video half vittle builds itself (data/video.py).
+VIDEO_PROCESSORS = frozenset(_IMAGE_ONLY.values())
 
 
 def supported_names() -> str:
     return ", ".join(f.name for f in FAMILIES)
+
+
+def video_family_names() -> str:
+    return ", ".join(f.name for f in FAMILIES if f.takes_video)
 
 
 def family_of(model_type: str | None) -> Family | None:
