@@ -56,6 +56,14 @@ EXPECTED = {
         "image_tokens": 1088,
         "labelled": "Yes<end_of_utterance>",
     },
+    # anyres_max_9: 64x64 picks the 384x384 grid -> 729 base tokens + the 27x27 tile (square, nothing
+    # unpadded) + one newline token per row (27) = 1485
+    "llava_onevision": {
+        "family": "LLaVA-OneVision",
+        "image_token_id": 151646,
+        "image_tokens": 1485,
+        "labelled": "Yes<|im_end|>",
+    },
     "qwen2_vl": {
         "family": "Qwen2-VL",
         "image_token_id": 151655,
@@ -152,6 +160,10 @@ TEMPLATE_MUTATIONS = {
     "llava_next": _LLAVA,
     "qwen2_vl": _QWEN,
     "qwen2_5_vl": _QWEN,
+    "llava_onevision": {
+        "generation_prompt": ("{{ '<|im_start|>assistant\n' }}", "{{ '<|im_start|>assistant ' }}"),
+        "layout": ("{{ '<image>\n' }}", "{{ '<image> ' }}"),
+    },
     "idefics3": {
         "generation_prompt": ("{{ 'Assistant:' }}", "{{ 'Assistant :' }}"),
         "layout": ("{{':'}}{% else %}", "{{' :'}}{% else %}"),
@@ -276,10 +288,12 @@ def test_train_save_merge_reload_eval_and_generate(family_dir, tmp_path):
 
 
 def test_an_unsupported_family_is_refused_naming_the_tested_ones(tmp_path):
-    from transformers import LlavaOnevisionConfig
+    from transformers import PaliGemmaConfig
 
-    with pytest.raises(ModelError, match="LLaVA-1.5, LLaVA-NeXT, Qwen2-VL, Qwen2.5-VL, Idefics3 / SmolVLM"):
-        families.require_supported(LlavaOnevisionConfig())
+    with pytest.raises(
+        ModelError, match="LLaVA-1.5, LLaVA-NeXT, Qwen2-VL, Qwen2.5-VL, Idefics3 / SmolVLM, LLaVA-OneVision"
+    ):
+        families.require_supported(PaliGemmaConfig())
 
 
 def test_the_support_list_is_exactly_the_tested_families(capsys):
