@@ -48,6 +48,13 @@ EXPECTED = {
         "image_tokens": 1176,
         "labelled": "Yes</s>",
     },
+    # the LLaMA-3-8B LLaVA-NeXT: the same anyres processor settings as llava_next, Llama 3's tokenizer
+    "llama3_llava_next": {
+        "family": "LLaVA-NeXT",
+        "image_token_id": 128256,
+        "image_tokens": 1176,
+        "labelled": "Yes<|eot_id|>",
+    },
     # longest edge 64 -> 2048 (the processor's size), split into 4 x 4 tiles of 512 + 1 global view,
     # 64 tokens each (image_seq_len) = 17 x 64 = 1088
     "idefics3": {
@@ -160,6 +167,10 @@ TEMPLATE_MUTATIONS = {
     "llava_next": _LLAVA,
     "qwen2_vl": _QWEN,
     "qwen2_5_vl": _QWEN,
+    "llama3_llava_next": {
+        "generation_prompt": ("'<|start_header_id|>assistant<", "'<|start_header_id|>Assistant<"),
+        "layout": ("{{ '<image>' }}", "{{ '<image> ' }}"),
+    },
     "llava_onevision": {
         "generation_prompt": ("{{ '<|im_start|>assistant\n' }}", "{{ '<|im_start|>assistant ' }}"),
         "layout": ("{{ '<image>\n' }}", "{{ '<image> ' }}"),
@@ -297,7 +308,7 @@ def test_an_unsupported_family_is_refused_naming_the_tested_ones(tmp_path):
 
 
 def test_the_support_list_is_exactly_the_tested_families(capsys):
-    assert sorted(f.name for f in families.FAMILIES) == sorted(e["family"] for e in EXPECTED.values())
+    assert sorted(f.name for f in families.FAMILIES) == sorted({e["family"] for e in EXPECTED.values()})
     assert run_cli(["env"]) == 0
     out = capsys.readouterr().out
     for family in families.FAMILIES:
