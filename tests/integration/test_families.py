@@ -298,6 +298,21 @@ def test_train_save_merge_reload_eval_and_generate(family_dir, tmp_path):
     assert out.shape[1] > inputs["input_ids"].shape[1], "generate() produced nothing"
 
 
+def test_the_llama3_tokenizer_built_from_metas_ranks_encodes_as_meta_does(tmp_path):
+    """tokenizer.json is derived from Meta's tokenizer.model (build.py); these ids are the ones Meta's own
+    tokenizer tests expect (meta-llama/llama-models, models/llama3/tests/api/test_tokenizer.py)."""
+    from transformers import AutoTokenizer
+
+    folder = fixture_builder.lay_out_files("llama3_llava_next", tmp_path / "tok")
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    ids = [128000, 2028, 374, 264, 1296, 11914, 13]
+    assert tokenizer("This is a test sentence.")["input_ids"] == ids
+    assert tokenizer.decode([*ids, 128001]) == "<|begin_of_text|>This is a test sentence.<|end_of_text|>"
+    assert tokenizer.encode("user", add_special_tokens=False) == [882]
+    assert tokenizer.encode("\n\n", add_special_tokens=False) == [271]
+    assert tokenizer.convert_tokens_to_ids(["<|eot_id|>", "<image>", "<pad>"]) == [128009, 128256, 128257]
+
+
 def test_an_unsupported_family_is_refused_naming_the_tested_ones(tmp_path):
     from transformers import PaliGemmaConfig
 
