@@ -40,14 +40,15 @@ FAMILIES: tuple[Family, ...] = (
     Family(
         "LLaVA-NeXT",
         ("llava_next",),
-        "llava-hf/llava-v1.6-vicuna-7b-hf layout: config and anyres processor settings reconstructed from the "
-        "published values, LLaVA-1.5's Vicuna tokenizer and chat template; and llava-hf/llama3-llava-next-8b-hf "
+        "llava-hf/llava-v1.6-vicuna-7b-hf (its chat template, tokenizer_config, special tokens and generation "
+        "config as published; config and anyres processor settings reconstructed; LLaVA-1.5's tokenizer.json); "
+        "and llava-hf/llama3-llava-next-8b-hf "
         "(LLaMA-3-8B): its published chat template, special tokens and generation config, Meta's Llama 3 "
         "tokenizer.model, config / processor settings / tokenizer_config reconstructed",
         gaps=(
             "neither checkpoint's own config.json, preprocessor_config.json or tokenizer.json was in the tests' "
             "sources (the Mistral and 34B variants' tokenizers and templates are untested)",
-            "the LLaVA-1.5 template's missing system prompt applies (EOS is added as for LLaVA-1.5)",
+            "the vicuna checkpoint uses LLaVA-1.5's template: no system prompt (EOS is added as for LLaVA-1.5)",
             "llama3-llava-next's template has no system prompt and no {% generation %} markers; its answers "
             "start after a blank line ('assistant<|end_header_id|>\\n\\n\\nYes<|eot_id|>')",
         ),
