@@ -313,6 +313,19 @@ def test_the_llama3_tokenizer_built_from_metas_ranks_encodes_as_meta_does(tmp_pa
     assert tokenizer.convert_tokens_to_ids(["<|eot_id|>", "<image>", "<pad>"]) == [128009, 128256, 128257]
 
 
+def test_an_image_only_onevision_processor_keeps_its_token_settings_through_save(tmp_path):
+    """Without torchvision LLaVA-OneVision's processor is built image-only; its num_image_tokens and feature
+    strategy (processor_config.json) decide the image-token count and must survive save -> reload, as the
+    train -> merge -> eval chain does."""
+    folder = fixture_builder.lay_out_files("llava_onevision", tmp_path / "published")
+    processor = families.load_processor(str(folder))
+    processor.save_pretrained(tmp_path / "saved")
+    for loaded in (processor, families.load_processor(str(tmp_path / "saved"))):
+        assert (loaded.num_image_tokens, loaded.vision_feature_select_strategy) == (729, "full")
+        ids = loaded(text=["<image>"], images=[_image()], return_tensors="pt")["input_ids"]
+        assert int((ids == 151646).sum()) == EXPECTED["llava_onevision"]["image_tokens"]
+
+
 def test_an_unsupported_family_is_refused_naming_the_tested_ones(tmp_path):
     from transformers import PaliGemmaConfig
 
