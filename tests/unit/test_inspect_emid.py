@@ -147,7 +147,7 @@ def test_cli_table_and_json(tmp_path, encoders, capsys, monkeypatch):
     monkeypatch.setenv("VITTLE_CACHE", str(tmp_path / "cache"))
     out = _eval_folder(tmp_path)
     args = ["inspect", "emid", str(out), "--vision-encoder", encoders[0], "--text-encoder", encoders[1],
-            "--train-steps", "10", "--resamples", "10", "--device", "cpu"]  # fmt: skip
+            "--club-steps", "10", "--resamples", "10", "--device", "cpu"]  # fmt: skip
     assert run_cli(args) == 0
     table = capsys.readouterr().out
     assert "EMID against 'clean'" in table and "snow@3" in table and "keyboard@3" in table
