@@ -10,41 +10,17 @@ import numpy as np
 import pytest
 import torch
 from cli_runner import run_cli
+from emid_encoders import DIM, build_tiny_encoders
 from openended_data import make_lbcoco
 
 from vittle_cli.data.shift.suite import load_suite
 from vittle_cli.inspect.emid_run import EmidOptions, load_club, run_inspect_emid
 from vittle_cli.model.emid import Embedded, emid_upper_bound
 
-DIM = 16
-
 
 @pytest.fixture(scope="module")
 def encoders(tmp_path_factory) -> tuple[str, str]:
-    from transformers import (
-        CLIPImageProcessor,
-        CLIPVisionConfig,
-        CLIPVisionModel,
-        XLMRobertaConfig,
-        XLMRobertaModel,
-    )
-
-    from vittle_cli.model.builtin import build_tiny_tokenizer
-
-    root = tmp_path_factory.mktemp("encoders")
-    torch.manual_seed(0)
-    vcfg = CLIPVisionConfig(hidden_size=DIM, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
-                            image_size=32, patch_size=8)  # fmt: skip
-    CLIPVisionModel(vcfg).save_pretrained(root / "clip")
-    CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}).save_pretrained(
-        root / "clip"
-    )
-    tok = build_tiny_tokenizer()
-    tcfg = XLMRobertaConfig(vocab_size=len(tok), hidden_size=DIM, intermediate_size=32, num_hidden_layers=1,
-                            num_attention_heads=2, max_position_embeddings=600, pad_token_id=tok.pad_token_id)  # fmt: skip
-    XLMRobertaModel(tcfg).save_pretrained(root / "xlmr")
-    tok.save_pretrained(root / "xlmr")
-    return str(root / "clip"), str(root / "xlmr")
+    return build_tiny_encoders(tmp_path_factory.mktemp("encoders"))
 
 
 def _eval_folder(tmp_path: Path) -> Path:

@@ -46,15 +46,15 @@ def print_rp_table(results: dict, console=None) -> None:
     from rich.table import Table
 
     console = console or Console()
-    if not console.is_terminal:
-        console = Console(file=console.file, width=max(console.width, 132))
+    emid = results.get("emid")
+    if not console.is_terminal:  # logs and pipes: room for every column (EMID adds three)
+        console = Console(file=console.file, width=max(console.width, 176 if emid else 132))
     first = next(iter(results["metrics"].values()))
     cats = list(first["splits"])
     judge = results["judge"]
     title = f"{results['suite']['name']}: {results['model']} | judge {judge['id']} x{judge['runs']}"
     table = Table(title=title, title_justify="left")
     shift = results.get("representation_shift") or {}
-    emid = results.get("emid")
     emid_cols = ("EMID", "EMID 95% CI", "bound") if emid else ()
     for col in ("variant", "group", "n", "RP", *cats, "unparseable", "ΔRP", "JSD vis/txt", *emid_cols):
         table.add_column(col, justify="left" if col in ("variant", "group") else "right", no_wrap=True)
