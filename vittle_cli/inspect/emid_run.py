@@ -71,7 +71,8 @@ def fitted_club(embedded: dict, opts: EmidOptions, cache: Path, encoders: dict, 
     if path.is_file() and info_path.is_file() and json.loads(read_utf8(info_path, "club info")) == info:
         return load_club(str(path)), info
     console.print(f"fitting CLUB (hidden {opts.hidden_size}, {opts.train_steps} steps) on {len(x)} pairs")
-    club = train_club(x, y, hidden_size=opts.hidden_size, steps=opts.train_steps, seed=opts.seed)
+    club = train_club(x, y, hidden_size=opts.hidden_size, steps=opts.train_steps, seed=opts.seed,
+                      device=opts.device)  # fmt: skip
     from safetensors.torch import save_file
 
     write_atomic(path, lambda tmp: save_file({k: v.contiguous() for k, v in club.state_dict().items()}, tmp))
