@@ -131,3 +131,16 @@ def test_cli_table_and_json(tmp_path, encoders, capsys, monkeypatch):
     doc = json.loads(capsys.readouterr().out)
     assert doc["club"]["steps"] == 10 and doc["bootstrap"]["resamples"] == 10 and doc["embedded_now"] == 0
     assert doc["variants"] == json.loads((out / "emid.json").read_text())["variants"]
+
+
+def test_encoder_sources_hub_ids_pass_missing_paths_refused(tmp_path, encoders):
+    from vittle_cli.errors import UsageError
+    from vittle_cli.model.emid_embed import check_emid_sources
+
+    check_emid_sources("openai/clip-vit-base-patch32", "xlm-roberta-base")  # hub ids: checked when loading
+    check_emid_sources(*encoders)
+    for vision, text in (("./clip-b32", encoders[1]), (encoders[0], str(tmp_path / "x" / "y" / "z"))):
+        with pytest.raises(UsageError, match="no such model folder"):
+            check_emid_sources(vision, text)
+    with pytest.raises(UsageError, match="--club"):
+        check_emid_sources(*encoders, club=str(tmp_path / "club.pt"))
