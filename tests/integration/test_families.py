@@ -237,12 +237,7 @@ def test_visual_mask_is_exactly_the_image_tokens(family_dir):
     assert families.require_supported(model).name == EXPECTED[name]["family"]
     attach_bottleneck(model, VittleConfig(prior="F", layer_v=1, layer_t=2))
     tensors = render_conversation(processor, _messages(), [_image()], max_length=4096).tensors
-    batch = {
-        k: (v.unsqueeze(0) if k in ("input_ids", "labels", "mm_token_type_ids") else v)
-        for k, v in tensors.items()
-    }
-    with torch.no_grad():
-        out = model(**batch)
+    batch, out = fixture_builder.forward_rendered(model, tensors)
     assert math.isfinite(float(out.loss))
     mask = get_bottleneck(model).last_visual_mask
     assert torch.equal(mask, batch["input_ids"] == EXPECTED[name]["image_token_id"])

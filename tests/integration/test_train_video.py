@@ -43,12 +43,7 @@ def test_visual_mask_is_exactly_the_image_and_video_tokens(qwen_dir):
     ]
     frames = prepare_frames([Image.new("RGB", (40, 40), (30 * i, 0, 0)) for i in range(4)], 2.0, 256 * 256)
     tensors = render_conversation(processor, messages, [Image.new("RGB", (64, 64))], 4096, [frames]).tensors
-    batch = {
-        k: (v.unsqueeze(0) if k in ("input_ids", "labels", "mm_token_type_ids") else v)
-        for k, v in tensors.items()
-    }
-    with torch.no_grad():
-        out = model(**batch)
+    batch, out = family_fixtures.forward_rendered(model, tensors)
     assert math.isfinite(float(out.loss))
     ids = batch["input_ids"]
     mask = get_bottleneck(model).last_visual_mask
