@@ -65,7 +65,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=0,
         help="also compare per-variant vs shared prefixes over clean + K text-shifted variants (max 9)",
     )
-    p.add_argument("--rounds", type=int, default=3, help="alternating rounds of the methods (default 3)")
+    p.add_argument("--rounds", type=int, default=15, help="alternating rounds of the methods (default 15)")
     p.add_argument("--json", default=None, help="also write the figures to this JSON file")
     p.add_argument(
         "--llava7b",

@@ -129,6 +129,18 @@ class DataSection(_Section):
     num_workers: int | None = Field(
         default=None, ge=0, description="DataLoader worker processes; null = picked from the CPU count."
     )
+    video_fps: float = Field(
+        default=2.0,
+        gt=0,
+        description="Frames taken per second of a video file (LLaMA-Factory's video_fps; the families that "
+        "take video: Qwen2-VL, Qwen2.5-VL).",
+    )
+    video_maxlen: int = Field(default=128, ge=1, description="At most this many frames per video file.")
+    video_max_pixels: int = Field(
+        default=256 * 256,
+        ge=1,
+        description="Video frames larger than this many pixels are scaled down first.",
+    )
 
     @field_validator("train", "eval", mode="before")
     @classmethod

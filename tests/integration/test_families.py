@@ -48,6 +48,13 @@ EXPECTED = {
         "image_tokens": 1176,
         "labelled": "Yes</s>",
     },
+    # the LLaMA-3-8B LLaVA-NeXT: the same anyres processor settings as llava_next, Llama 3's tokenizer
+    "llama3_llava_next": {
+        "family": "LLaVA-NeXT",
+        "image_token_id": 128256,
+        "image_tokens": 1176,
+        "labelled": "Yes<|eot_id|>",
+    },
     # longest edge 64 -> 2048 (the processor's size), split into 4 x 4 tiles of 512 + 1 global view,
     # 64 tokens each (image_seq_len) = 17 x 64 = 1088
     "idefics3": {
@@ -55,6 +62,14 @@ EXPECTED = {
         "image_token_id": 49190,
         "image_tokens": 1088,
         "labelled": "Yes<end_of_utterance>",
+    },
+    # anyres_max_9: 64x64 picks the 384x384 grid -> 729 base tokens + the 27x27 tile (square, nothing
+    # unpadded) + one newline token per row (27) = 1485
+    "llava_onevision": {
+        "family": "LLaVA-OneVision",
+        "image_token_id": 151646,
+        "image_tokens": 1485,
+        "labelled": "Yes<|im_end|>",
     },
     "qwen2_vl": {
         "family": "Qwen2-VL",
@@ -152,6 +167,14 @@ TEMPLATE_MUTATIONS = {
     "llava_next": _LLAVA,
     "qwen2_vl": _QWEN,
     "qwen2_5_vl": _QWEN,
+    "llama3_llava_next": {
+        "generation_prompt": ("'<|start_header_id|>assistant<", "'<|start_header_id|>Assistant<"),
+        "layout": ("{{ '<image>' }}", "{{ '<image> ' }}"),
+    },
+    "llava_onevision": {
+        "generation_prompt": ("{{ '<|im_start|>assistant\n' }}", "{{ '<|im_start|>assistant ' }}"),
+        "layout": ("{{ '<image>\n' }}", "{{ '<image> ' }}"),
+    },
     "idefics3": {
         "generation_prompt": ("{{ 'Assistant:' }}", "{{ 'Assistant :' }}"),
         "layout": ("{{':'}}{% else %}", "{{' :'}}{% else %}"),
@@ -214,12 +237,7 @@ def test_visual_mask_is_exactly_the_image_tokens(family_dir):
     assert families.require_supported(model).name == EXPECTED[name]["family"]
     attach_bottleneck(model, VittleConfig(prior="F", layer_v=1, layer_t=2))
     tensors = render_conversation(processor, _messages(), [_image()], max_length=4096).tensors
-    batch = {
-        k: (v.unsqueeze(0) if k in ("input_ids", "labels", "mm_token_type_ids") else v)
-        for k, v in tensors.items()
-    }
-    with torch.no_grad():
-        out = model(**batch)
+    batch, out = fixture_builder.forward_rendered(model, tensors)
     assert math.isfinite(float(out.loss))
     mask = get_bottleneck(model).last_visual_mask
     assert torch.equal(mask, batch["input_ids"] == EXPECTED[name]["image_token_id"])
@@ -275,15 +293,45 @@ def test_train_save_merge_reload_eval_and_generate(family_dir, tmp_path):
     assert out.shape[1] > inputs["input_ids"].shape[1], "generate() produced nothing"
 
 
-def test_an_unsupported_family_is_refused_naming_the_tested_ones(tmp_path):
-    from transformers import LlavaOnevisionConfig
+def test_the_llama3_tokenizer_built_from_metas_ranks_encodes_as_meta_does(tmp_path):
+    """tokenizer.json is derived from Meta's tokenizer.model (build.py); these ids are the ones Meta's own
+    tokenizer tests expect (meta-llama/llama-models, models/llama3/tests/api/test_tokenizer.py)."""
+    from transformers import AutoTokenizer
 
-    with pytest.raises(ModelError, match="LLaVA-1.5, LLaVA-NeXT, Qwen2-VL, Qwen2.5-VL, Idefics3 / SmolVLM"):
-        families.require_supported(LlavaOnevisionConfig())
+    folder = fixture_builder.lay_out_files("llama3_llava_next", tmp_path / "tok")
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    ids = [128000, 2028, 374, 264, 1296, 11914, 13]
+    assert tokenizer("This is a test sentence.")["input_ids"] == ids
+    assert tokenizer.decode([*ids, 128001]) == "<|begin_of_text|>This is a test sentence.<|end_of_text|>"
+    assert tokenizer.encode("user", add_special_tokens=False) == [882]
+    assert tokenizer.encode("\n\n", add_special_tokens=False) == [271]
+    assert tokenizer.convert_tokens_to_ids(["<|eot_id|>", "<image>", "<pad>"]) == [128009, 128256, 128257]
+
+
+def test_an_image_only_onevision_processor_keeps_its_token_settings_through_save(tmp_path):
+    """Without torchvision LLaVA-OneVision's processor is built image-only; its num_image_tokens and feature
+    strategy (processor_config.json) decide the image-token count and must survive save -> reload, as the
+    train -> merge -> eval chain does."""
+    folder = fixture_builder.lay_out_files("llava_onevision", tmp_path / "published")
+    processor = families.load_processor(str(folder))
+    processor.save_pretrained(tmp_path / "saved")
+    for loaded in (processor, families.load_processor(str(tmp_path / "saved"))):
+        assert (loaded.num_image_tokens, loaded.vision_feature_select_strategy) == (729, "full")
+        ids = loaded(text=["<image>"], images=[_image()], return_tensors="pt")["input_ids"]
+        assert int((ids == 151646).sum()) == EXPECTED["llava_onevision"]["image_tokens"]
+
+
+def test_an_unsupported_family_is_refused_naming_the_tested_ones(tmp_path):
+    from transformers import PaliGemmaConfig
+
+    with pytest.raises(
+        ModelError, match="LLaVA-1.5, LLaVA-NeXT, Qwen2-VL, Qwen2.5-VL, Idefics3 / SmolVLM, LLaVA-OneVision"
+    ):
+        families.require_supported(PaliGemmaConfig())
 
 
 def test_the_support_list_is_exactly_the_tested_families(capsys):
-    assert sorted(f.name for f in families.FAMILIES) == sorted(e["family"] for e in EXPECTED.values())
+    assert sorted(f.name for f in families.FAMILIES) == sorted({e["family"] for e in EXPECTED.values()})
     assert run_cli(["env"]) == 0
     out = capsys.readouterr().out
     for family in families.FAMILIES:

@@ -159,14 +159,6 @@ def test_a_literal_image_tag_in_a_response_is_text_not_a_placeholder():
     assert conv.messages[1]["content"] == [{"type": "text", "text": "<image>"}] and conv.images == []
 
 
-def test_videos_are_a_named_problem():
-    row = {"messages": [{"role": "user", "content": "<video>What happens?"}, {"role": "assistant", "content": "x"}],
-           "videos": ["a.mp4"]}  # fmt: skip
-    with pytest.raises(SampleProblem) as info:
-        parse_row(row, "sharegpt", 0)
-    assert info.value.kind == "video_not_supported"
-
-
 def test_data_format_forces_a_format_and_refuses_one_that_cannot_read_the_rows(data_dir, processor):
     path = str(data_dir / "sharegpt_conversations.json")
     # forced llava reads from/value turns but ignores `images`: every sample is then a count mismatch

@@ -10,41 +10,17 @@ import numpy as np
 import pytest
 import torch
 from cli_runner import run_cli
+from emid_encoders import DIM, build_tiny_encoders
 from openended_data import make_lbcoco
 
 from vittle_cli.data.shift.suite import load_suite
 from vittle_cli.inspect.emid_run import EmidOptions, load_club, run_inspect_emid
 from vittle_cli.model.emid import Embedded, emid_upper_bound
 
-DIM = 16
-
 
 @pytest.fixture(scope="module")
 def encoders(tmp_path_factory) -> tuple[str, str]:
-    from transformers import (
-        CLIPImageProcessor,
-        CLIPVisionConfig,
-        CLIPVisionModel,
-        XLMRobertaConfig,
-        XLMRobertaModel,
-    )
-
-    from vittle_cli.model.builtin import build_tiny_tokenizer
-
-    root = tmp_path_factory.mktemp("encoders")
-    torch.manual_seed(0)
-    vcfg = CLIPVisionConfig(hidden_size=DIM, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
-                            image_size=32, patch_size=8)  # fmt: skip
-    CLIPVisionModel(vcfg).save_pretrained(root / "clip")
-    CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}).save_pretrained(
-        root / "clip"
-    )
-    tok = build_tiny_tokenizer()
-    tcfg = XLMRobertaConfig(vocab_size=len(tok), hidden_size=DIM, intermediate_size=32, num_hidden_layers=1,
-                            num_attention_heads=2, max_position_embeddings=600, pad_token_id=tok.pad_token_id)  # fmt: skip
-    XLMRobertaModel(tcfg).save_pretrained(root / "xlmr")
-    tok.save_pretrained(root / "xlmr")
-    return str(root / "clip"), str(root / "xlmr")
+    return build_tiny_encoders(tmp_path_factory.mktemp("encoders"))
 
 
 def _eval_folder(tmp_path: Path) -> Path:
@@ -147,7 +123,7 @@ def test_cli_table_and_json(tmp_path, encoders, capsys, monkeypatch):
     monkeypatch.setenv("VITTLE_CACHE", str(tmp_path / "cache"))
     out = _eval_folder(tmp_path)
     args = ["inspect", "emid", str(out), "--vision-encoder", encoders[0], "--text-encoder", encoders[1],
-            "--train-steps", "10", "--resamples", "10", "--device", "cpu"]  # fmt: skip
+            "--club-steps", "10", "--resamples", "10", "--device", "cpu"]  # fmt: skip
     assert run_cli(args) == 0
     table = capsys.readouterr().out
     assert "EMID against 'clean'" in table and "snow@3" in table and "keyboard@3" in table
@@ -155,3 +131,16 @@ def test_cli_table_and_json(tmp_path, encoders, capsys, monkeypatch):
     doc = json.loads(capsys.readouterr().out)
     assert doc["club"]["steps"] == 10 and doc["bootstrap"]["resamples"] == 10 and doc["embedded_now"] == 0
     assert doc["variants"] == json.loads((out / "emid.json").read_text())["variants"]
+
+
+def test_encoder_sources_hub_ids_pass_missing_paths_refused(tmp_path, encoders):
+    from vittle_cli.errors import UsageError
+    from vittle_cli.model.emid_embed import check_emid_sources
+
+    check_emid_sources("openai/clip-vit-base-patch32", "xlm-roberta-base")  # hub ids: checked when loading
+    check_emid_sources(*encoders)
+    for vision, text in (("./clip-b32", encoders[1]), (encoders[0], str(tmp_path / "x" / "y" / "z"))):
+        with pytest.raises(UsageError, match="no such model folder"):
+            check_emid_sources(vision, text)
+    with pytest.raises(UsageError, match="--club"):
+        check_emid_sources(*encoders, club=str(tmp_path / "club.pt"))

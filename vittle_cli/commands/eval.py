@@ -6,7 +6,19 @@ from pathlib import Path
 
 import typer
 
-from vittle_cli.commands.options import Base, BatchSize, Device, Dtype, ModelRef, PopeRoot
+from vittle_cli.commands.options import (
+    Base,
+    BatchSize,
+    ClubCheckpoint,
+    ClubSteps,
+    Device,
+    Dtype,
+    ModelRef,
+    PopeRoot,
+    TextEncoder,
+    VisionEncoder,
+)
+from vittle_cli.model.emid_embed import DEFAULT_CLUB_STEPS, DEFAULT_TEXT_ENCODER, DEFAULT_VISION_ENCODER
 
 eval_app = typer.Typer(
     invoke_without_command=True,
@@ -85,6 +97,16 @@ def eval_run(
     sweep_shifts: str = typer.Option(
         None, "--sweep-shifts", help="With --severities: only these shifts (e.g. snow,keyboard)."
     ),
+    emid: bool = typer.Option(
+        False,
+        "--emid",
+        help="Open-ended suites: add EMID per variant and group (and its JSD bound terms) to the results, "
+        "as `vittle inspect emid` computes it (external encoders + CLUB; cached in OUT/emid/).",
+    ),
+    vision_encoder: VisionEncoder = DEFAULT_VISION_ENCODER,
+    text_encoder: TextEncoder = DEFAULT_TEXT_ENCODER,
+    club: ClubCheckpoint = None,
+    club_steps: ClubSteps = DEFAULT_CLUB_STEPS,
 ) -> None:
     """Evaluate a model on a robustness suite: clean + visual, text and joint shifts.
 
@@ -96,7 +118,7 @@ def eval_run(
 
       vittle eval --suite pope-shift --model runs/llava15-vittle-f/final --pope-root playground/data/eval/pope
 
-      vittle eval --suite lbcoco-shift --model runs/llava15-vittle-f/final --data-root playground/data/eval/llava-bench-coco --judge gpt-4o
+      vittle eval --suite lbcoco-shift --model runs/llava15-vittle-f/final --data-root playground/data/eval/llava-bench-coco --judge gpt-4o --emid
 
       vittle eval --suite mmmu --model runs/llava15-vittle-f/final --source MMMU/MMMU
     """
@@ -111,6 +133,12 @@ def eval_run(
         raise UsageError(
             "vittle eval needs --suite and --model (see vittle eval --help, vittle eval --list-suites)"
         )
+    extend_results = None
+    if emid:  # refused before any work: a suite without reference answers, a missing encoder
+        from vittle_cli.commands.eval_emid import check_emid_request, emid_step
+
+        check_emid_request(suite, vision_encoder, text_encoder, club)
+        extend_results = emid_step(vision_encoder, text_encoder, club, club_steps, device, batch_size)
     from vittle_cli.launch import LaunchOptions, is_distributed_child
 
     launch = LaunchOptions(nproc_per_node, nnodes, node_rank, master_addr, master_port)
@@ -156,6 +184,7 @@ def eval_run(
             judge=judge,
             judge_runs=judge_runs,
             judge_options=judge_options,
+            extend_results=extend_results,
         )
     except KeyboardInterrupt:
         if is_distributed_child():  # the launching parent says it once, for all processes

@@ -11,11 +11,16 @@ from vittle_cli.commands.options import (
     MODEL_HELP,
     Base,
     BatchSize,
+    ClubCheckpoint,
+    ClubSteps,
     Device,
     Dtype,
     PopeRoot,
     RequiredModelRef,
+    TextEncoder,
+    VisionEncoder,
 )
+from vittle_cli.model.emid_embed import DEFAULT_CLUB_STEPS, DEFAULT_TEXT_ENCODER, DEFAULT_VISION_ENCODER
 
 
 def _console():
@@ -196,21 +201,10 @@ def inspect_emid(
     against: str = typer.Option(
         None, "--against", help="The variant EMID is measured against (default: clean)."
     ),
-    vision_encoder: str = typer.Option(
-        "openai/clip-vit-base-patch32", "--vision-encoder", help="CLIP vision tower: hub id or folder."
-    ),
-    text_encoder: str = typer.Option(
-        "xlm-roberta-base", "--text-encoder", help="Text encoder: hub id or folder."
-    ),
-    club: str = typer.Option(
-        None,
-        "--club",
-        help="A fitted CLUB estimator (.safetensors or the published weights-only .pt); "
-        "default: fit one on this eval's pooled variants (cached in EVAL_DIR/emid/).",
-    ),
-    train_steps: int = typer.Option(
-        2000, "--train-steps", min=1, help="CLUB fitting steps (Adam, batch 256)."
-    ),
+    vision_encoder: VisionEncoder = DEFAULT_VISION_ENCODER,
+    text_encoder: TextEncoder = DEFAULT_TEXT_ENCODER,
+    club: ClubCheckpoint = None,
+    club_steps: ClubSteps = DEFAULT_CLUB_STEPS,
     resamples: int = typer.Option(200, "--resamples", min=10, help="Bootstrap resamples of the questions."),
     seed: int = typer.Option(0, "--seed", help="Seed of the CLUB fit and of the bootstrap."),
     device: Device = "auto",
@@ -231,7 +225,7 @@ def inspect_emid(
     dev, _ = resolve_device_dtype(device, "auto")
     opts = EmidOptions(
         against=against, vision_encoder=vision_encoder, text_encoder=text_encoder, club=club,
-        train_steps=train_steps, seed=seed, resamples=resamples, batch_size=batch_size, device=dev,
+        train_steps=club_steps, seed=seed, resamples=resamples, batch_size=batch_size, device=dev,
     )  # fmt: skip
     report = run_inspect_emid(eval_dir, opts, _console())
     if as_json:

@@ -45,3 +45,21 @@ MODEL_HELP = (
 ModelRef = Annotated[str | None, typer.Option("--model", "-m", help=MODEL_HELP)]
 # The same option where a command cannot run without it (declare the parameter without a default).
 RequiredModelRef = Annotated[str, typer.Option("--model", "-m", help=MODEL_HELP)]
+
+# EMID (`vittle inspect emid`, `vittle eval --emid`): the external encoders and the CLUB estimator; the
+# commands take their defaults from vittle_cli.model.emid_embed (DEFAULT_*_ENCODER, DEFAULT_CLUB_STEPS).
+VisionEncoder = Annotated[
+    str, typer.Option("--vision-encoder", help="EMID image encoder, a CLIP vision tower: hub id or folder.")
+]
+TextEncoder = Annotated[str, typer.Option("--text-encoder", help="EMID text encoder: hub id or folder.")]
+ClubCheckpoint = Annotated[
+    str | None,
+    typer.Option(
+        "--club",
+        help="A fitted CLUB estimator for EMID (.safetensors or the published weights-only .pt); default: "
+        "fit one on the eval's pooled variants (cached in EVAL_DIR/emid/).",
+    ),
+]
+ClubSteps = Annotated[
+    int, typer.Option("--club-steps", min=1, help="CLUB fitting steps for EMID (Adam, batch 256).")
+]

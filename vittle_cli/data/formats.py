@@ -186,21 +186,24 @@ def _where(messages: list[dict], kind: str) -> str:
     return f"in turn {', '.join(turns)}" if turns else "none in any turn"
 
 
-def count_mismatch(fmt: str, messages: list[dict], n_images: int) -> SampleProblem | None:
-    """The problem when the images and the image placeholders of a sample do not pair up, naming the cause."""
-    n_placeholders = sum(c["type"] == "image" for m in messages for c in m["content"])
-    if n_placeholders == n_images:
-        return None
-    images_key = "image" if fmt == LLAVA else "images"
-    where = (
-        f"{n_images} image(s) in '{images_key}', {n_placeholders} <image> placeholder(s) "
-        f"({_where(messages, 'image')})"
-    )
-    if fmt == LLAVA:
-        fix = "LLaVA format: write one <image> in a human turn per image listed in 'image'"
-    elif fmt == SHAREGPT:
-        fix = "sharegpt format: write one <image> in the user text where each image of 'images' goes"
-    else:
-        fix = "chat format: give one {'type': 'image'} content item per image of 'images'"
-    kind = "image_without_placeholder" if n_images > n_placeholders else "placeholder_without_image"
-    return SampleProblem(kind, where, fix=fix)
+def count_mismatch(fmt: str, messages: list[dict], n_images: int, n_videos: int = 0) -> SampleProblem | None:
+    """The problem when the images (videos) and their placeholders of a sample do not pair up, naming the
+    cause."""
+    for kind, n_given in (("image", n_images), ("video", n_videos)):
+        n_placeholders = sum(c["type"] == kind for m in messages for c in m["content"])
+        if n_placeholders == n_given:
+            continue
+        key = "image" if fmt == LLAVA else f"{kind}s"
+        where = (
+            f"{n_given} {kind}(s) in '{key}', {n_placeholders} <{kind}> placeholder(s) "
+            f"({_where(messages, kind)})"
+        )
+        if fmt == LLAVA:
+            fix = "LLaVA format: write one <image> in a human turn per image listed in 'image'"
+        elif fmt == SHAREGPT:
+            fix = f"sharegpt format: write one <{kind}> in the user text where each {kind} of '{key}' goes"
+        else:
+            fix = f"chat format: give one {{'type': '{kind}'}} content item per {kind} of '{key}'"
+        problem = f"{kind}_without_placeholder" if n_given > n_placeholders else f"placeholder_without_{kind}"
+        return SampleProblem(problem, where, fix=fix)
+    return None

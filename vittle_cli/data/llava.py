@@ -3,9 +3,9 @@
     dataset, report = build_train_dataset(recipe.data, processor, seed=recipe.train.seed)  # mixture.py
     collator = DataCollator(processor)
 
-Cheap problems (missing or escaping image paths, empty conversations, placeholder/image mismatches, images
-longer than data.max_length) are found when the dataset is built; decoding and rendering problems appear in
-__getitem__. With data.on_bad_sample=skip a bad sample is replaced by the next good one (deterministically)
+Cheap problems (missing or escaping image and video paths, empty conversations, placeholder/image and
+placeholder/video mismatches, videos for a model that takes none, images longer than data.max_length) are
+found when the dataset is built; decoding and rendering problems appear in __getitem__. With data.on_bad_sample=skip a bad sample is replaced by the next good one (deterministically)
 and counted in the shared DataReport (and appended to `problem_log`, which the trainer reads, since worker
 processes have their own copy of the report); with "error" the first one raises a DataError naming it.
 """
@@ -21,10 +21,18 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset
 
-from vittle_cli.data.conversation import Conversation, check_image_paths, load_images, parse_row, sample_id
+from vittle_cli.data.conversation import (
+    Conversation,
+    check_image_paths,
+    load_images,
+    load_videos,
+    parse_row,
+    sample_id,
+)
 from vittle_cli.data.render import image_token_estimate, render_conversation, template_text
 from vittle_cli.data.report import BadDataError, DataReport, SampleProblem, problem_error
 from vittle_cli.data.sources import Source, load_source
+from vittle_cli.data.video import VideoOptions, require_av, takes_video
 from vittle_cli.errors import DataError
 
 LENGTH_CALIBRATION_SAMPLES = 64  # rows tokenised to turn character counts into token estimates
@@ -35,7 +43,7 @@ class TrainDataset(Dataset):
 
     Attributes:
         lengths: cheap token-length estimates per sample (for length-grouped sampling).
-        has_image: whether each sample has at least one image (for modality-grouped sampling).
+        has_image: whether each sample has at least one image or video (for modality-grouped sampling).
         report: the shared DataReport of this source.
         seed: the seed samplers built on this dataset should use by default.
     """
@@ -52,6 +60,7 @@ class TrainDataset(Dataset):
         max_length: int,
         on_bad_sample: str,
         seed: int,
+        video_options: VideoOptions | None = None,
     ):
         self.source = source
         self.processor = processor
@@ -63,6 +72,7 @@ class TrainDataset(Dataset):
         self.max_length = max_length
         self.on_bad_sample = on_bad_sample
         self.seed = seed
+        self.video_options = video_options or VideoOptions()
         self._bad: set[int] = set()  # indices found bad lazily: counted once, skipped from then on
         self._truncated: set[int] = set()  # counted once, not once per epoch
         self.problem_log: Path | None = None  # JSONL of problems found while training (set by the trainer)
@@ -82,7 +92,10 @@ class TrainDataset(Dataset):
     def render(self, index: int) -> dict[str, torch.Tensor]:
         """Render sample `index`, raising SampleProblem if it cannot be used."""
         conv = self.conversation(index)
-        rendered = render_conversation(self.processor, conv.messages, load_images(conv), self.max_length)
+        videos = load_videos(conv, self.video_options, _frame_factor(self.processor)) if conv.videos else []
+        rendered = render_conversation(
+            self.processor, conv.messages, load_images(conv), self.max_length, videos
+        )
         if rendered.truncated and index not in self._truncated:
             self._truncated.add(index)
             if self.report.record("truncated", conv.id):
@@ -114,6 +127,45 @@ class TrainDataset(Dataset):
                 if self.report.record(problem.kind, self.ids[i], problem):
                     self.report.warn([problem.kind])
         raise DataError(f"{self.report.source}: every sample is bad; see the warnings above and fix the data")
+
+
+def _frame_factor(processor) -> int:
+    """The side a video frame is brought up to at least: the processor's patch_size * merge_size (28)."""
+    image_processor = processor.image_processor
+    return image_processor.patch_size * image_processor.merge_size
+
+
+def _check_videos(conv: Conversation, processor, video_ok: bool) -> None:
+    """Refuse videos for a model that takes none; a video file without PyAV stops the run (one line).
+
+    Raises:
+        SampleProblem: video_not_supported.
+        DataError: PyAV is missing.
+    """
+    if not video_ok:
+        from vittle_cli.model.families import video_family_names
+
+        raise SampleProblem(
+            "video_not_supported",
+            f"{len(conv.videos)} video(s), processor {type(processor).__name__}",
+            fix=f"train videos on a model of a family that takes them ({video_family_names()}), "
+            "or remove the video samples",
+        )
+    if any(v.frames is None for v in conv.videos):
+        require_av()
+
+
+def _prescan_row(
+    row: dict, index: int, source: Source, processor, video_ok: bool, per_image: int, max_length: int
+) -> Conversation:
+    """The cheap checks of one row (nothing decoded): its conversation, or the SampleProblem it has."""
+    conv = parse_row(row, source.form, index)
+    if conv.videos:
+        _check_videos(conv, processor, video_ok)
+    check_image_paths(conv, source.image_root, source.enforce_root)
+    if len(conv.images) * per_image > max_length:
+        raise SampleProblem("too_long", f"{len(conv.images)} image(s) of ~{per_image} tokens > {max_length}")
+    return conv
 
 
 def _length_model(processor, convs: list[Conversation]) -> tuple[float, float]:
@@ -188,16 +240,13 @@ def build_dataset(
     order = _scan_order(len(source), entry, seed)
     report = DataReport(source=entry.path, total=len(order))
     rows, ids, chars, n_messages, n_images, sample_convs = [], [], [], [], [], []
+    has_video: list[bool] = []
     first_error: DataError | None = None
     per_image = image_token_estimate(processor)
+    video_ok = takes_video(processor)
     for index, row in _iter_selected(source, order):
         try:
-            conv = parse_row(row, source.form, index)
-            check_image_paths(conv, source.image_root, source.enforce_root)
-            if len(conv.images) * per_image > data.max_length:
-                raise SampleProblem(
-                    "too_long", f"{len(conv.images)} image(s) of ~{per_image} tokens > {data.max_length}"
-                )
+            conv = _prescan_row(row, index, source, processor, video_ok, per_image, data.max_length)
         except SampleProblem as problem:
             sid = sample_id(row, index)
             report.record(problem.kind, sid, problem)
@@ -208,6 +257,7 @@ def build_dataset(
         chars.append(conv.n_chars)
         n_messages.append(len(conv.messages))
         n_images.append(len(conv.images))
+        has_video.append(bool(conv.videos))
         if len(sample_convs) < LENGTH_CALIBRATION_SAMPLES:
             sample_convs.append(conv)
     if first_error is not None and data.on_bad_sample == "error":
@@ -222,8 +272,20 @@ def build_dataset(
         round(c * ratio + m * per_message) + n * per_image
         for c, m, n in zip(chars, n_messages, n_images, strict=True)
     ]
-    has_image = [n > 0 for n in n_images]
+    # Video tokens are not in the length estimate: the frame count is known only once a file is decoded.
+    has_image = [n > 0 or v for n, v in zip(n_images, has_video, strict=True)]
+    video = VideoOptions.from_data(data)
     dataset = TrainDataset(
-        source, processor, rows, ids, lengths, has_image, report, data.max_length, data.on_bad_sample, seed
+        source,
+        processor,
+        rows,
+        ids,
+        lengths,
+        has_image,
+        report,
+        data.max_length,
+        data.on_bad_sample,
+        seed,
+        video,
     )
     return dataset, report

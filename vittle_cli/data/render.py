@@ -176,8 +176,9 @@ def _answer_text(message: dict) -> str:
     return "".join(c.get("text") or "" for c in message["content"] if c["type"] == "text")
 
 
-def _encode(processor, messages: list[dict], images: list) -> tuple[dict, list[list[int]]]:
-    """Processor output for the conversation and the token positions of each response."""
+def _encode(processor, messages: list[dict], images: list, videos: list = ()) -> tuple[dict, list[list[int]]]:
+    """Processor output for the conversation and the token positions of each response (videos: data.video
+    Frames, given to the processor through vittle's video half of it)."""
     tok = processor.tokenizer
     full, spans = response_spans(processor, messages)
     answers = [_answer_text(messages[a]) for a, _, _ in spans]
@@ -185,6 +186,11 @@ def _encode(processor, messages: list[dict], images: list) -> tuple[dict, list[l
     # A template that writes the BOS token itself must not get a second one from the tokenizer.
     add_special = not (tok.bos_token and full.startswith(tok.bos_token))
     kwargs = {"images": images} if images else {}
+    if videos:
+        from vittle_cli.data.video import with_video_processor
+
+        processor = with_video_processor(processor, videos)
+        kwargs["videos"] = [v.images for v in videos]
     enc = processor(text=[full], return_tensors="pt", add_special_tokens=add_special, **kwargs)
     ids = enc["input_ids"][0].tolist()
     plain = tok(full, return_offsets_mapping=True, add_special_tokens=add_special)
@@ -223,16 +229,18 @@ def _to_sample(enc: dict, positions: list[list[int]]) -> dict[str, torch.Tensor]
     return out
 
 
-def render_conversation(processor, messages: list[dict], images: list, max_length: int) -> Rendered:
+def render_conversation(
+    processor, messages: list[dict], images: list, max_length: int, videos: list = ()
+) -> Rendered:
     """Render, label and (if needed) truncate one conversation.
 
-    Longer than max_length: whole trailing turns are dropped (never part of an image span); the sample is
-    re-rendered with the images of the kept turns only.
+    Longer than max_length: whole trailing turns are dropped (never part of an image or video span); the
+    sample is re-rendered with the images and videos of the kept turns only.
 
     Raises:
         SampleProblem: response_not_located, too_long.
     """
-    enc, positions = _encode(processor, messages, images)
+    enc, positions = _encode(processor, messages, images, videos)
     length = enc["input_ids"].shape[1]
     if length <= max_length:
         return Rendered(_to_sample(enc, positions))
@@ -243,7 +251,8 @@ def render_conversation(processor, messages: list[dict], images: list, max_lengt
             continue
         kept = messages[: assistant_at[k] + 1]
         n_images = sum(c["type"] == "image" for m in kept for c in m["content"])
-        enc, positions = _encode(processor, kept, images[:n_images])
+        n_videos = sum(c["type"] == "video" for m in kept for c in m["content"])
+        enc, positions = _encode(processor, kept, images[:n_images], list(videos)[:n_videos])
         if enc["input_ids"].shape[1] <= max_length:
             return Rendered(_to_sample(enc, positions), truncated=True)
     raise SampleProblem("too_long", f"{length} tokens > data.max_length={max_length}")

@@ -47,8 +47,22 @@ PROBLEMS: dict[str, tuple[str, str]] = {
         "add the missing image or remove the extra <image> placeholders",
     ),
     "video_not_supported": (
-        "the sample has videos, which vittle does not train on yet",
-        "remove the video samples (or their videos)",
+        "the sample has videos and this model takes none",
+        "train videos on a family that takes them (see `vittle env`), or remove the video samples",
+    ),
+    "video_without_placeholder": (
+        "the sample has more videos than <video> placeholders",
+        "add one <video> placeholder per video to the user turns",
+    ),
+    "placeholder_without_video": (
+        "the sample has more <video> placeholders than videos",
+        "add the missing video or remove the extra <video> placeholders",
+    ),
+    "missing_video": ("video file (or one of its frame files) not found", "check the sample's video path"),
+    "corrupt_video": ("video cannot be decoded", "re-encode the video or remove the sample"),
+    "video_outside_root": (
+        "video path escapes data.image_root",
+        "use a path relative to data.image_root, or point data.image_root at the folder that holds it",
     ),
     "truncated": ("trailing turns dropped to fit data.max_length", "raise data.max_length to keep them"),
 }

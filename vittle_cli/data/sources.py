@@ -37,7 +37,7 @@ from vittle_cli.data.formats import (
 from vittle_cli.errors import DataError, MissingDataError
 from vittle_cli.fileio import read_utf8
 
-NORMALISED_VERSION = 2  # bump when the normalisation changes, so cached Arrow copies of JSON are redone
+NORMALISED_VERSION = 3  # bump when the normalisation changes, so cached Arrow copies of JSON are redone
 FORMAT_FILE = "vittle_format.txt"  # the detected format, kept beside a cached Arrow copy
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
@@ -99,11 +99,19 @@ def _path_of(value: Any) -> str:
     return str(value.get("path") if isinstance(value, dict) else value)
 
 
+def _normalise_video(value: Any) -> dict:
+    """A video file or a list of frame files (LLaMA-Factory's two forms) as one Arrow type."""
+    frames = value.get("frames") if isinstance(value, dict) else value
+    if isinstance(frames, list | tuple):
+        return {"path": None, "frames": [_path_of(f) for f in frames]}
+    return {"path": _path_of(value), "frames": None}
+
+
 def _normalise_messages(row: dict, index: int) -> dict:
     return {
         "id": str(index if row.get("id") is None else row["id"]),
         "images": [_path_of(p) for p in as_list(row.get("images"))],
-        "videos": [_path_of(p) for p in as_list(row.get("videos"))],
+        "videos": [_normalise_video(v) for v in as_list(row.get("videos"))],
         "messages": [
             {
                 "role": _text(m.get("role", m.get("from"))),

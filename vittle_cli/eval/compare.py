@@ -164,7 +164,15 @@ def run_compare(
     names, values = compare_table(docs, metric)
     group_names = [g for g in GROUPS if any(g in d["summary"]["groups"] for d in docs)]
     group_values = [[d["summary"]["groups"].get(g, {}).get(metric) for g in group_names] for d in docs]
-    (console or Console()).print(_table(labels, names, values, group_names, group_values, metric, shared))
+    console = console or Console()
+    console.print(_table(labels, names, values, group_names, group_values, metric, shared))
+    from vittle_cli.eval.compare_emid import emid_comparison, emid_table
+
+    emid = emid_comparison(docs, labels, shared)  # runs evaluated with --emid
+    if emid is not None:
+        console.print(emid_table(emid))
+        for note in emid["notes"]:
+            console.print(f"note: {note}")
     doc = {
         "metric": metric,
         "inputs": [d["_path"] for d in docs],
@@ -176,6 +184,8 @@ def run_compare(
         "groups": group_names,
         "group_values": group_values,
     }
+    if emid is not None:
+        doc["emid"] = emid
     if out is not None:
         out = Path(out)
         write_json(out / "compare.json", doc)

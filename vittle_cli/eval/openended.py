@@ -56,6 +56,7 @@ def run_openended_eval(
     load_model=None,
     console=None,
     representation: bool = True,
+    extend_results=None,
 ) -> dict:
     """Answer, judge and score an open-ended suite; write results.json, results.png and the caches.
 
@@ -64,6 +65,7 @@ def run_openended_eval(
         judge_runs: judgments per answer (default: 3 for API judges, 1 for a local greedy judge).
         judge: a ready judge object (tests); replaces judge_spec.
         representation: also measure the internal representation shift (JSD) per shifted variant.
+        extend_results: more results.json sections from the scored results (run_eval's argument).
     Raises:
         UsageError: no judge, bad options, a finished results.json without `overwrite`.
         DataError: bad data files. JudgeError: a judge that does not answer (work so far is kept).
@@ -106,6 +108,8 @@ def run_openended_eval(
         computed=computed, requests={"translations": translated, "judgments": requests}, shift=shift,
     )  # fmt: skip
     results.update(device=device, dtype=dtype)  # what this invocation ran on (auto resolved)
+    if extend_results is not None:  # e.g. EMID; before the write, so results.json is never half of it
+        results.update(extend_results(results, out, console))
     write_outputs(results, out, [cache.path, judgments.path], console)
     return results
 

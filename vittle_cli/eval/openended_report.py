@@ -31,28 +31,40 @@ def _jsd(entry: dict | None) -> str:
     return "/".join("n/a" if entry.get(m) is None else f"{entry[m]:.4f}" for m in ("visual", "text"))
 
 
+def _emid_cells(entry: dict | None) -> list[str]:
+    """EMID (signed, nats), its 95% interval and the JSD bound of a variant or group of `vittle eval --emid`."""
+    if not entry:
+        return ["", "", ""]
+    lo, hi = entry["ci95"]
+    return [f"{entry['emid']:+.4f}", f"[{lo:+.3f}, {hi:+.3f}]", f"{entry['bound']:.3f}"]
+
+
 def print_rp_table(results: dict, console=None) -> None:
-    """One row per variant (RP overall and per category, unparseable replies) and one per group mean."""
+    """One row per variant (RP overall and per category, unparseable replies) and one per group mean;
+    with `vittle eval --emid`, EMID against the clean variant beside them."""
     from rich.console import Console
     from rich.table import Table
 
     console = console or Console()
-    if not console.is_terminal:
-        console = Console(file=console.file, width=max(console.width, 132))
+    emid = results.get("emid")
+    if not console.is_terminal:  # logs and pipes: room for every column (EMID adds three)
+        console = Console(file=console.file, width=max(console.width, 176 if emid else 132))
     first = next(iter(results["metrics"].values()))
     cats = list(first["splits"])
     judge = results["judge"]
     title = f"{results['suite']['name']}: {results['model']} | judge {judge['id']} x{judge['runs']}"
     table = Table(title=title, title_justify="left")
     shift = results.get("representation_shift") or {}
-    for col in ("variant", "group", "n", "RP", *cats, "unparseable", "ΔRP", "JSD vis/txt"):
+    emid_cols = ("EMID", "EMID 95% CI", "bound") if emid else ()
+    for col in ("variant", "group", "n", "RP", *cats, "unparseable", "ΔRP", "JSD vis/txt", *emid_cols):
         table.add_column(col, justify="left" if col in ("variant", "group") else "right", no_wrap=True)
     deltas = results["summary"]["deltas"]
     for name, group, block in rp_rows(results):
         per_cat = [_rp(results["metrics"][name]["splits"][c]) for c in cats]
         d = f"{deltas[name]['relative_score'] * 100:+.1f}" if name in deltas else ""
         unparsed = f"{block['unparseable']}/{block['judgments']}"
-        table.add_row(name, group, str(block["n"]), _rp(block), *per_cat, unparsed, d, _jsd(shift.get(name)))
+        row = [name, group, str(block["n"]), _rp(block), *per_cat, unparsed, d, _jsd(shift.get(name))]
+        table.add_row(*row, *(_emid_cells(emid["variants"].get(name)) if emid else []))
     groups = results["summary"]["groups"]
     if len(groups) > 1:
         table.add_section()
@@ -67,8 +79,16 @@ def print_rp_table(results: dict, console=None) -> None:
                 *blank,
                 "",
                 d,
+                "",
+                *(_emid_cells(emid["groups"].get(group)) if emid else []),
             )
     console.print(table)
+    if emid and emid.get("mean"):
+        m = emid["mean"]
+        console.print(
+            f"EMID against {emid['against']!r} (nats; lower = more robust), mean over {m['variants']} shifted "
+            f"variants: {m['emid']:+.4f} [{m['ci95'][0]:+.3f}, {m['ci95'][1]:+.3f}], bound {m['bound']:.3f}"
+        )
 
 
 def plot_rp(results: dict, out_png: Path) -> Path:

@@ -134,6 +134,7 @@ def run_eval(
     judge_runs: int | None = None,
     judge_options=None,
     judge_backend=None,
+    extend_results: Callable | None = None,
 ) -> dict:
     """Evaluate `model` on `suite`; write results.json, predictions.jsonl and results.png into `out`.
 
@@ -146,6 +147,9 @@ def run_eval(
         generate, load_model: replace generate_answers / load_vittle_model (tests, other engines).
         judge, judge_runs, judge_options, judge_backend: the LLM judge of the open-ended suites
             (vittle_cli.eval.openended); judge_backend is a ready judge object (tests).
+        extend_results: `(results, out, console) -> dict` of more results.json sections, computed from
+            the scored results and the eval folder before results.json is written (the commands layer
+            adds EMID this way: eval does not import inspect).
     Returns:
         The results document (also written to results.json); {} in the non-main processes of a
         sharded eval.
@@ -173,7 +177,7 @@ def run_eval(
             suite, task, model, out, batch_size=batch_size, limit=limit, device=device, dtype=dtype,
             max_new_tokens=max_new_tokens, overwrite=overwrite, base=base, cache_dir=cache_dir,
             generate=generate, load_model=load_model, console=console, judge=judge, judge_runs=judge_runs,
-            judge_options=judge_options, judge_backend=judge_backend,
+            judge_options=judge_options, judge_backend=judge_backend, extend_results=extend_results,
         )  # fmt: skip
     finally:
         if lock is not None:
@@ -182,7 +186,7 @@ def run_eval(
 
 def _run_eval_locked(
     suite, task, model, out, *, batch_size, limit, device, dtype, max_new_tokens, overwrite, base, cache_dir,
-    generate, load_model, console, judge, judge_runs, judge_options, judge_backend,
+    generate, load_model, console, judge, judge_runs, judge_options, judge_backend, extend_results,
 ) -> dict:  # fmt: skip
     """run_eval's body, with --out locked."""
     from rich.console import Console
@@ -199,7 +203,7 @@ def _run_eval_locked(
             suite, model, out=out, judge_spec=judge, judge_runs=judge_runs, judge_options=judge_options,
             judge=judge_backend, batch_size=batch_size, limit=limit, device=device, dtype=dtype,
             max_new_tokens=max_new_tokens, overwrite=overwrite, base=base, cache_dir=cache_dir,
-            generate=generate, load_model=load_model, console=console,
+            generate=generate, load_model=load_model, console=console, extend_results=extend_results,
         )  # fmt: skip
     data = task.load(suite)  # validates every file before any model work
     items = limit_items(data.items, limit)
@@ -238,6 +242,8 @@ def _run_eval_locked(
         )  # fmt: skip
     finally:
         shards.close()
+    if extend_results is not None:
+        results.update(extend_results(results, out, console))
     write_json(out / RESULTS, results)
     plot_results(results, out / CHART)
     print_table(results, console)

@@ -25,20 +25,28 @@ CLUB_FILE = "club.safetensors"
 CLUB_INFO = "club.json"
 _RESULTS = "results.json"  # eval's results file (vittle_cli.eval.runner.RESULTS; inspect may not import eval)
 _PREDICTIONS = "predictions.jsonl"  # eval's answer cache (vittle_cli.eval.predictions.PREDICTIONS)
+OPENENDED_SUITES = "suites lbcoco, lbcoco-shift, lbwild, lbwilder, wvbench"
 
 
-def load_eval_folder(eval_dir: Path):
-    """(suite, {(variant, question_id): prediction record}) of a finished open-ended eval."""
+def load_eval_folder(eval_dir: Path, results: dict | None = None):
+    """(suite, {(variant, question_id): prediction record}, limit per split) of a finished open-ended eval.
+
+    `results` is the eval's results document when the caller holds it (`vittle eval --emid`, before the
+    file is written); otherwise EVAL_DIR/results.json is read.
+    """
     from vittle_cli.data.shift.suite import Suite
 
     results_path = eval_dir / _RESULTS
-    if not results_path.is_file():
-        raise UsageError(f"{eval_dir} holds no {_RESULTS}: pass the --out folder of a finished `vittle eval`")
-    results = json.loads(read_utf8(results_path, "results", DataError))
+    if results is None:
+        if not results_path.is_file():
+            raise UsageError(
+                f"{eval_dir} holds no {_RESULTS}: pass the --out folder of a finished `vittle eval`"
+            )
+        results = json.loads(read_utf8(results_path, "results", DataError))
     if (results.get("task") or {}).get("name") != "openended":
         raise UsageError(
             f"{eval_dir} is not an open-ended (LLM-judged) eval: EMID needs free-form answers and reference "
-            "answers (suites lbcoco, lbcoco-shift, lbwild, lbwilder, wvbench)"
+            f"answers ({OPENENDED_SUITES})"
         )
     s = results["suite"]
     try:
@@ -56,7 +64,7 @@ def load_eval_folder(eval_dir: Path):
         except json.JSONDecodeError:
             continue  # a line cut short by an interrupted eval
         records[(rec["variant"], str(rec["question_id"]))] = rec
-    return suite, records
+    return suite, records, results.get("limit_per_split")
 
 
 def _clean_variant(suite, against: str | None) -> str:

@@ -12,6 +12,7 @@ import numpy as np
 from vittle_cli.errors import ModelError, UsageError
 from vittle_cli.fileio import read_utf8, write_atomic, write_json
 from vittle_cli.inspect.emid import CACHE_DIR, CLUB_FILE, CLUB_INFO, EMID_FILE
+from vittle_cli.model.emid_embed import DEFAULT_CLUB_STEPS, DEFAULT_TEXT_ENCODER, DEFAULT_VISION_ENCODER
 
 
 @dataclass
@@ -19,11 +20,11 @@ class EmidOptions:
     """What `vittle inspect emid` takes besides the eval folder."""
 
     against: str | None = None
-    vision_encoder: str = "openai/clip-vit-base-patch32"
-    text_encoder: str = "xlm-roberta-base"
+    vision_encoder: str = DEFAULT_VISION_ENCODER
+    text_encoder: str = DEFAULT_TEXT_ENCODER
     club: str | None = None  # a checkpoint (.safetensors, or the published weights-only .pt)
     hidden_size: int = 500
-    train_steps: int = 2000
+    train_steps: int = DEFAULT_CLUB_STEPS
     seed: int = 0
     resamples: int = 200
     batch_size: int = 16
@@ -70,7 +71,8 @@ def fitted_club(embedded: dict, opts: EmidOptions, cache: Path, encoders: dict, 
     if path.is_file() and info_path.is_file() and json.loads(read_utf8(info_path, "club info")) == info:
         return load_club(str(path)), info
     console.print(f"fitting CLUB (hidden {opts.hidden_size}, {opts.train_steps} steps) on {len(x)} pairs")
-    club = train_club(x, y, hidden_size=opts.hidden_size, steps=opts.train_steps, seed=opts.seed)
+    club = train_club(x, y, hidden_size=opts.hidden_size, steps=opts.train_steps, seed=opts.seed,
+                      device=opts.device)  # fmt: skip
     from safetensors.torch import save_file
 
     write_atomic(path, lambda tmp: save_file({k: v.contiguous() for k, v in club.state_dict().items()}, tmp))
@@ -87,26 +89,36 @@ def _array_digest(*arrays) -> str:
     return h.hexdigest()
 
 
-def run_inspect_emid(eval_dir: str | Path, opts: EmidOptions, console, encoders=None) -> dict:
-    """EMID of every shifted variant against the clean one; writes EVAL_DIR/emid.json. Returns the report."""
+def run_inspect_emid(eval_dir: str | Path, opts: EmidOptions, console, encoders=None,
+                     results: dict | None = None) -> dict:  # fmt: skip
+    """EMID of every shifted variant against the clean one; writes EVAL_DIR/emid.json. Returns the report.
+
+    Args:
+        results: the eval's results document, when the caller has it before results.json is written
+            (`vittle eval --emid`); EMID then covers exactly that eval's questions.
+        encoders: ready encoders (tests); default: opts' encoders, loaded only if an embedding is missing.
+    """
     from vittle_cli.data.shift.openended import load_openended_suite
+    from vittle_cli.data.shift.questions import limit_items
     from vittle_cli.inspect.emid import _clean_variant, _rows, embed_variant, load_eval_folder
     from vittle_cli.model.emid import emi
 
     eval_dir = Path(eval_dir)
-    suite, records = load_eval_folder(eval_dir)
+    suite, records, limit = load_eval_folder(eval_dir, results)
     clean_name = _clean_variant(suite, opts.against)
+    if encoders is None:
+        from vittle_cli.model.emid_embed import EmidEncoders, check_emid_sources
+
+        check_emid_sources(opts.vision_encoder, opts.text_encoder, opts.club)
+        encoders = EmidEncoders(opts.vision_encoder, opts.text_encoder, opts.device)
     data = load_openended_suite(suite)
     ids = {qid for v, qid in records if v == clean_name}
-    items = [it for it in data.items if it.question_id in ids]
+    # the eval's own questions (a cache kept from a run with a larger --limit holds more answers)
+    items = [it for it in limit_items(data.items, limit) if it.question_id in ids]
     if len(items) < 2:
         raise UsageError(
             f"{eval_dir}: the variant {clean_name!r} has {len(items)} answer(s); EMID needs more"
         )
-    if encoders is None:
-        from vittle_cli.model.emid_embed import EmidEncoders
-
-        encoders = EmidEncoders(opts.vision_encoder, opts.text_encoder, opts.device)
     cache = eval_dir / CACHE_DIR
     embedded, computed = {}, 0
     for variant in suite.variants:
@@ -140,18 +152,24 @@ def _report(suite, clean_name: str, embedded: dict, club, opts: EmidOptions) -> 
         lo, hi = percentile_interval(draws[name])
         variants[name] = {"group": groups[name], "emid": emid(club, clean, e), "ci95": [lo, hi],
                           **emid_upper_bound(clean, e)}  # fmt: skip
-    by_group = {}
-    for g in dict.fromkeys(v["group"] for v in variants.values()):
-        names = [n for n, v in variants.items() if v["group"] == g]
-        mean_draws = np.mean([draws[n] for n in names], axis=0)
-        by_group[g] = {
+
+    def mean_of(names: list[str]) -> dict:
+        """Mean EMID and bound over `names`; the interval from the same draws' means."""
+        return {
             "emid": float(np.mean([variants[n]["emid"] for n in names])),
-            "ci95": list(percentile_interval(mean_draws)),
+            "ci95": list(percentile_interval(np.mean([draws[n] for n in names], axis=0))),
             "bound": float(np.mean([variants[n]["bound"] for n in names])),
             "variants": len(names),
         }
+
+    by_group = {
+        g: mean_of([n for n, v in variants.items() if v["group"] == g])
+        for g in dict.fromkeys(v["group"] for v in variants.values())
+    }
     return {
         "against": clean_name, "variants": variants, "groups": by_group,
+        # the paper's summary: EMID averaged over every shifted variant
+        "mean": mean_of(list(variants)) if variants else None,
         "bootstrap": {"resamples": opts.resamples, "seed": opts.seed, "level": 0.95,
                       "unit": "questions, the same draw for the clean set and every variant"},
         "note": "EMID = EMI(clean) - EMI(shifted), EMI = I(x; model answer) - I(x; reference answer) by CLUB "
@@ -170,7 +188,10 @@ def render_emid_table(report: dict, console) -> None:
     for name, v in report["variants"].items():
         table.add_row(name, v["group"], f"{v['emid']:+.4f}", f"[{v['ci95'][0]:+.3f}, {v['ci95'][1]:+.3f}]",
                       f"{v['bound']:.4f}", f"{v['jsd_image']:.4f}", f"{v['jsd_query']:.4f}")  # fmt: skip
-    for g, v in report["groups"].items():
+    means = list(report["groups"].items())
+    if report.get("mean") and len(means) > 1:
+        means.append(("all shifts", report["mean"]))
+    for g, v in means:
         table.add_row(f"mean ({v['variants']})", g, f"{v['emid']:+.4f}",
                       f"[{v['ci95'][0]:+.3f}, {v['ci95'][1]:+.3f}]", f"{v['bound']:.4f}", "", "")  # fmt: skip
     console.print(table)

@@ -56,21 +56,22 @@ class ClubEstimator(nn.Module):
 
 
 def train_club(x, y, *, hidden_size: int = PUBLISHED_HIDDEN_SIZE, steps: int = 500, lr: float = 1e-3,
-               batch_size: int = 256, seed: int = 0) -> ClubEstimator:  # fmt: skip
-    """Fit q(y|x) of a new CLUB estimator on paired samples (Adam, seeded minibatches)."""
-    x, y = _tensor(x), _tensor(y)
+               batch_size: int = 256, seed: int = 0, device: str = "cpu") -> ClubEstimator:  # fmt: skip
+    """Fit q(y|x) of a new CLUB estimator on paired samples (Adam, seeded minibatches) on `device`; the
+    fitted estimator is returned on the CPU (estimates and the bootstrap run there)."""
+    x, y = _tensor(x).to(device), _tensor(y).to(device)
     gen = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)  # the layers' initialisation
-    club = ClubEstimator(x.shape[1], y.shape[1], hidden_size)
+    club = ClubEstimator(x.shape[1], y.shape[1], hidden_size).to(device)
     opt = torch.optim.Adam(club.parameters(), lr=lr)
     n = x.shape[0]
     for _ in range(steps):
-        idx = torch.randperm(n, generator=gen)[: min(batch_size, n)]
+        idx = torch.randperm(n, generator=gen)[: min(batch_size, n)].to(device)
         loss = -club.log_likelihood(x[idx], y[idx])
         opt.zero_grad()
         loss.backward()
         opt.step()
-    return club.eval()
+    return club.cpu().eval()
 
 
 def _tensor(a) -> torch.Tensor:

@@ -24,8 +24,14 @@ class Family:
     tested_with: str  # the published checkpoint whose files the tests use
     decoder: str = "language_model"  # attribute of the inner multimodal model that holds the decoder
     gaps: tuple[str, ...] = ()  # what is known not to work, or not to be tested
+    takes_video: bool = False  # sharegpt `videos` train (data/video.py); other families refuse them
 
 
+_NO_TORCHVISION = (
+    "without torchvision the processor is built image-only (Qwen2VLImageProcessorPil); vittle makes the "
+    "video tensors from it (data/video.py), resizing frames with PIL where transformers' video processor "
+    "uses torchvision"
+)
 FAMILIES: tuple[Family, ...] = (
     Family(
         "LLaVA-1.5",
@@ -40,28 +46,35 @@ FAMILIES: tuple[Family, ...] = (
     Family(
         "LLaVA-NeXT",
         ("llava_next",),
-        "llava-hf/llava-v1.6-vicuna-7b-hf layout: config and anyres processor settings reconstructed from the "
-        "published values, LLaVA-1.5's Vicuna tokenizer and chat template",
+        "llava-hf/llava-v1.6-vicuna-7b-hf (its chat template, tokenizer_config, special tokens and generation "
+        "config as published; config and anyres processor settings reconstructed; LLaVA-1.5's tokenizer.json); "
+        "and llava-hf/llama3-llava-next-8b-hf "
+        "(LLaMA-3-8B): its published chat template, special tokens and generation config, Meta's Llama 3 "
+        "tokenizer.model, config / processor settings / tokenizer_config reconstructed",
         gaps=(
-            "its own published files were not in the tests' sources (the Mistral, 34B and LLaMA-3-8B "
-            "variants' tokenizers and templates are untested)",
-            "the LLaVA-1.5 template's missing system prompt applies (EOS is added as for LLaVA-1.5)",
+            "neither checkpoint's own config.json, preprocessor_config.json or tokenizer.json was in the tests' "
+            "sources (the Mistral and 34B variants' tokenizers and templates are untested)",
+            "the vicuna checkpoint uses LLaVA-1.5's template: no system prompt (EOS is added as for LLaVA-1.5)",
+            "llama3-llava-next's template has no system prompt and no {% generation %} markers; its answers "
+            "start after a blank line ('assistant<|end_header_id|>\\n\\n\\nYes<|eot_id|>')",
         ),
     ),
     Family(
         "Qwen2-VL",
         ("qwen2_vl",),
         "Qwen/Qwen2-VL-2B (config, tokenizer, processor) + Qwen2-VL-2B-Instruct chat template",
-        gaps=("without torchvision the processor is built image-only (Qwen2VLImageProcessorPil, no video)",),
+        gaps=(_NO_TORCHVISION,),
+        takes_video=True,
     ),
     Family(
         "Qwen2.5-VL",
         ("qwen2_5_vl",),
         "Qwen/Qwen2.5-VL-3B-Instruct (config) + the Qwen2-VL tokenizer, processor settings and template",
         gaps=(
-            "without torchvision the processor is built image-only (Qwen2VLImageProcessorPil, no video)",
+            _NO_TORCHVISION,
             "its own tokenizer_config.json and preprocessor_config.json were not in the tests' sources",
         ),
+        takes_video=True,
     ),
 )
 FAMILIES += (
@@ -76,12 +89,42 @@ FAMILIES += (
         ),
     ),
 )
+FAMILIES += (
+    Family(
+        "LLaVA-OneVision",
+        ("llava_onevision",),
+        "llava-hf/llava-onevision-qwen2-0.5b-ov-hf (processor, template and token files as published; "
+        "config.json and tokenizer_config.json reconstructed from the published values)",
+        gaps=(
+            "without torchvision the processor is built image-only (LlavaOnevisionImageProcessorPil, no video)",
+            "anyres_max_9: a small image gets its 729 base tokens + 27 rows of 27 tile tokens and a newline "
+            "each (1485 image tokens for a 64x64 image), so sequences are long",
+            "the published template has no system prompt; answers end with <|im_end|> (labelled)",
+        ),
+    ),
+)
 # Processor classes whose video half needs torchvision; without it vittle builds the image half only.
-_IMAGE_ONLY = {"qwen2_vl": "Qwen2VLProcessor", "qwen2_5_vl": "Qwen2_5_VLProcessor"}
+_IMAGE_ONLY = {
+    "qwen2_vl": "Qwen2VLProcessor",
+    "qwen2_5_vl": "Qwen2_5_VLProcessor",
+    "llava_onevision": "LlavaOnevisionProcessor",
+}
+# processor class -> its image processor that needs no torchvision
+_IMAGE_HALF = {
+    "Qwen2VLProcessor": "Qwen2VLImageProcessorPil",
+    "Qwen2_5_VLProcessor": "Qwen2VLImageProcessorPil",
+    "LlavaOnevisionProcessor": "LlavaOnevisionImageProcessorPil",
+}
+# The processors of the families that take video, whose video half vittle builds itself (data/video.py).
+VIDEO_PROCESSORS = frozenset({"Qwen2VLProcessor", "Qwen2_5_VLProcessor"})
 
 
 def supported_names() -> str:
     return ", ".join(f.name for f in FAMILIES)
+
+
+def video_family_names() -> str:
+    return ", ".join(f.name for f in FAMILIES if f.takes_video)
 
 
 def family_of(model_type: str | None) -> Family | None:
@@ -130,8 +173,9 @@ def decoder_of(inner: Any) -> Any:
 
 
 def load_processor(source: str, **hub: Any) -> Any:
-    """AutoProcessor.from_pretrained, except that a Qwen2-VL-style processor whose video half needs the
-    missing torchvision is built from its image half (Qwen2VLImageProcessorPil) and tokenizer."""
+    """AutoProcessor.from_pretrained, except that a processor whose video half needs the missing
+    torchvision (Qwen2-VL, Qwen2.5-VL, LLaVA-OneVision) is built from its image half (_IMAGE_HALF) and
+    tokenizer."""
     from transformers import AutoProcessor
 
     try:
@@ -169,9 +213,10 @@ def _image_only_parent(source: str, hub: dict) -> str | None:
 
 def _image_only_processor(source: str, parent_name: str, hub: dict) -> Any:
     import transformers
-    from transformers import AutoTokenizer, Qwen2VLImageProcessorPil
+    from transformers import AutoTokenizer
 
     parent = getattr(transformers, parent_name)
+    image_half = getattr(transformers, _IMAGE_HALF[parent_name])
 
     class ImageOnlyProcessor(parent):
         """`parent` without its video processor; saved under the parent's name, so a machine with
@@ -185,14 +230,38 @@ def _image_only_processor(source: str, parent_name: str, hub: dict) -> Any:
         def to_dict(self) -> dict[str, Any]:
             out = super().to_dict()
             out["processor_class"] = parent.__name__
+            # this class's signature hides the parent's settings from the base to_dict: save them too
+            out.update({k: getattr(self, k) for k in _setting_names(parent) if hasattr(self, k)})
             return out
 
     kwargs = {k: v for k, v in hub.items() if k in ("revision", "trust_remote_code")}
     return ImageOnlyProcessor(
-        image_processor=Qwen2VLImageProcessorPil.from_pretrained(source, **kwargs),
+        image_processor=image_half.from_pretrained(source, **kwargs),
         tokenizer=AutoTokenizer.from_pretrained(source, **kwargs),
         chat_template=_chat_template(source, kwargs),
+        **_processor_settings(source, parent, kwargs),
     )
+
+
+def _processor_settings(source: str, parent: Any, hub: dict) -> dict[str, Any]:
+    """processor_config.json's settings that `parent` takes (LLaVA-OneVision's num_image_tokens and
+    vision_feature_select_strategy decide how many image tokens a prompt gets)."""
+    from transformers.utils import cached_file
+
+    path = cached_file(source, "processor_config.json", _raise_exceptions_for_missing_entries=False, **hub)
+    if not path:
+        return {}
+    accepted = _setting_names(parent)
+    return {k: v for k, v in json.loads(Path(path).read_text()).items() if k in accepted}
+
+
+def _setting_names(parent: Any) -> set[str]:
+    """The settings `parent.__init__` takes besides its sub-processors and chat template (which
+    _image_only_processor builds itself; a folder saved by transformers 5 nests them in processor_config)."""
+    import inspect
+
+    skip = {"self", "args", "kwargs", "chat_template", "image_processor", "tokenizer", "video_processor"}
+    return set(inspect.signature(parent.__init__).parameters) - skip
 
 
 def _chat_template(source: str, hub: dict) -> str | None:
