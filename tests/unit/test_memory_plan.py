@@ -84,8 +84,9 @@ def test_lora_params_match_peft(targets, tiny_model_dir):
     from vittle_cli.model.load import load_model_for_recipe
     from vittle_cli.recipe import load_recipe
 
-    recipe = load_recipe("recipes/tiny.yaml", ["train.lora.enabled=true", "train.lora.r=4",
-                                               f"train.lora.targets={targets}"])  # fmt: skip
+    # tiny_model_dir is builtin:tiny-llava (the demo recipe's own model is tiny-llava-demo)
+    recipe = load_recipe("recipes/tiny.yaml", ["model.name=builtin:tiny-llava", "train.lora.enabled=true",
+                                               "train.lora.r=4", f"train.lora.targets={targets}"])  # fmt: skip
     model, _ = load_model_for_recipe(recipe)
     real = sum(p.numel() for n, p in model.named_parameters() if "lora_" in n)
     shapes = shapes_from_config(AutoConfig.from_pretrained(tiny_model_dir))

@@ -77,7 +77,11 @@ def test_eight_gpus_need_less_per_device_than_one():
 
 def test_shapes_come_from_the_builtin_config_or_fail_with_the_fix(monkeypatch, tmp_path):
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))  # an empty cache: nothing is found, nothing downloaded
-    assert shapes_for_recipe(load_recipe("tiny", [])).source == "the config of builtin:tiny-llava"
+    assert shapes_for_recipe(load_recipe("tiny", [])).source == "the config of builtin:tiny-llava-demo"
+    assert (
+        shapes_for_recipe(load_recipe("tiny", ["model.name=builtin:tiny-llava"])).source
+        == "the config of builtin:tiny-llava"
+    )
     with pytest.raises(ValueError, match="hf download"):
         shapes_for_recipe(load_recipe("tiny", ["model.name=some-org/unknown-vlm"]))
 
