@@ -42,26 +42,13 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def llava15_processor():
     """A LLaVA-1.5-shaped processor from code: 336 px CLIP preprocessing, 576 image tokens per image."""
-    from transformers import CLIPImageProcessorPil, LlavaProcessor
+    from llava7b_shape import llava15_processor as shaped
 
     from vittle_cli.model.builtin import CHAT_TEMPLATE, build_tiny_tokenizer
 
     tokenizer = build_tiny_tokenizer()
     tokenizer.model_max_length = 8192
-    image_processor = CLIPImageProcessorPil(
-        size={"shortest_edge": 336},
-        crop_size={"height": 336, "width": 336},
-        image_mean=[0.48145466, 0.4578275, 0.40821073],  # CLIP's
-        image_std=[0.26862954, 0.26130258, 0.27577711],
-    )
-    return LlavaProcessor(
-        image_processor=image_processor,
-        tokenizer=tokenizer,
-        patch_size=14,
-        vision_feature_select_strategy="default",
-        num_additional_image_tokens=1,
-        chat_template=CHAT_TEMPLATE,
-    )
+    return shaped(tokenizer, CHAT_TEMPLATE)
 
 
 def write_samples(root: Path, n: int, turns: int) -> Path:

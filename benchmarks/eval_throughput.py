@@ -82,8 +82,8 @@ def build_llava7b(device: str, dtype, num_layers: int = 32):
     so every generated id decodes; the chat template carries LLaVA-1.5's system prompt.
     """
     import torch
-    from llava7b_shape import llava15_7b_config
-    from transformers import LlavaForConditionalGeneration, LlavaProcessor
+    from llava7b_shape import llava15_7b_config, llava15_processor
+    from transformers import LlavaForConditionalGeneration
 
     from vittle_cli.model.builtin import CHAT_TEMPLATE, SYSTEM_PROMPT, build_tiny_llava
 
@@ -108,20 +108,7 @@ def build_llava7b(device: str, dtype, num_layers: int = 32):
         model = LlavaForConditionalGeneration._from_config(config, dtype=dtype)
     model.generation_config.eos_token_id = tokenizer.eos_token_id
     model.generation_config.pad_token_id = tokenizer.pad_token_id
-    image_processor = type(tiny.image_processor)(
-        size={"shortest_edge": 336},
-        crop_size={"height": 336, "width": 336},
-        image_mean=[0.48145466, 0.4578275, 0.40821073],
-        image_std=[0.26862954, 0.26130258, 0.27577711],
-    )
-    processor = LlavaProcessor(
-        image_processor=image_processor,
-        tokenizer=tokenizer,
-        patch_size=14,
-        vision_feature_select_strategy="default",
-        num_additional_image_tokens=1,
-        chat_template=template,
-    )
+    processor = llava15_processor(tokenizer, template)
     return model.eval(), processor
 
 

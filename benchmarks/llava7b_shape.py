@@ -39,3 +39,24 @@ def llava15_7b_config(*, vocab_size: int, image_token_id: int, num_layers: int =
         vision_feature_layer=-2,
         projector_hidden_act="gelu",
     )
+
+
+def llava15_processor(tokenizer, chat_template: str):
+    """A LLaVA-1.5-shaped processor around `tokenizer`: 336 px CLIP preprocessing (CLIP's mean/std), patch 14,
+    one extra CLS token, so 576 image tokens per image."""
+    from transformers import CLIPImageProcessorPil, LlavaProcessor
+
+    image_processor = CLIPImageProcessorPil(
+        size={"shortest_edge": 336},
+        crop_size={"height": 336, "width": 336},
+        image_mean=[0.48145466, 0.4578275, 0.40821073],
+        image_std=[0.26862954, 0.26130258, 0.27577711],
+    )
+    return LlavaProcessor(
+        image_processor=image_processor,
+        tokenizer=tokenizer,
+        patch_size=14,
+        vision_feature_select_strategy="default",
+        num_additional_image_tokens=1,
+        chat_template=chat_template,
+    )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import shlex
 
 import pytest
-from cli_runner import run_cli
+from cli_runner import interrupt_training_at, run_cli
 
 RECIPE = "recipes/tiny.yaml"
 FAST = ["train.max_steps=4", "output.save_steps=2", "train.logging_steps=1", "train.per_device_batch_size=4",
@@ -21,14 +21,7 @@ def _error_line(err: str) -> str:
 def test_train_interrupt_names_the_checkpoint_kept_and_the_resume_command(tmp_path, capsys, monkeypatch):
     from vittle_cli.train.trainer import VittleTrainer
 
-    original = VittleTrainer.training_step
-
-    def stop_in_step_4(self, *a, **k):
-        if self.state.global_step == 3:
-            raise KeyboardInterrupt
-        return original(self, *a, **k)
-
-    monkeypatch.setattr(VittleTrainer, "training_step", stop_in_step_4)
+    original = interrupt_training_at(monkeypatch, 3)  # in step 4
     args = ["train", RECIPE, *FAST, f"output.dir={tmp_path}", "output.run_name=cut"]
     assert run_cli(args) == 130
     line = _error_line(capsys.readouterr().err)

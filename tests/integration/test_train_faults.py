@@ -11,7 +11,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from cli_runner import run_cli
+from cli_runner import interrupt_training_at, run_cli
 
 REPO = Path(__file__).resolve().parents[2]
 RECIPE = "recipes/tiny.yaml"
@@ -272,14 +272,7 @@ def test_printed_loss_after_a_resume_covers_the_whole_run(finished_run, tmp_path
     rows = [json.loads(x) for x in (finished_run / "metrics.jsonl").read_text().splitlines()]
     whole = sum(r["loss"] for r in rows) / len(rows)  # logging_steps=1: one row per step
     args = ["train", RECIPE, *FAST, f"output.dir={tmp_path}", "output.run_name=cut"]
-    original = VittleTrainer.training_step
-
-    def stop_in_step_4(self, *a, **k):
-        if self.state.global_step == 3:
-            raise KeyboardInterrupt
-        return original(self, *a, **k)
-
-    monkeypatch.setattr(VittleTrainer, "training_step", stop_in_step_4)
+    original = interrupt_training_at(monkeypatch, 3)  # in step 4
     assert vittle(*args) == 130
     monkeypatch.setattr(VittleTrainer, "training_step", original)
     capsys.readouterr()
