@@ -308,6 +308,23 @@ def test_the_llama3_tokenizer_built_from_metas_ranks_encodes_as_meta_does(tmp_pa
     assert tokenizer.convert_tokens_to_ids(["<|eot_id|>", "<image>", "<pad>"]) == [128009, 128256, 128257]
 
 
+def test_llava_next_tokenizer_has_its_own_tokens_and_the_tokenizer_template_does_not_win(tmp_path):
+    """LLaVA-NeXT (vicuna) adds only <image> to the Llama 2 vocabulary and pads with <unk> (its
+    tokenizer_config.json); the LLaMA-3 one's tokenizer_config.json carries Llama-3-Instruct's own chat
+    template, which must lose to the processor's chat_template.json (it has no image placeholder)."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(fixture_builder.lay_out_files("llava_next", tmp_path / "next"))
+    assert len(tokenizer) == 32001 and tokenizer.convert_tokens_to_ids("<image>") == 32000
+    assert tokenizer.pad_token == "<unk>"
+    assert "<pad>" not in tokenizer.get_vocab()
+    folder = fixture_builder.lay_out_files("llama3_llava_next", tmp_path / "llama3")
+    processor = families.load_processor(str(folder))
+    assert "<image>" not in processor.tokenizer.chat_template
+    assert processor.chat_template == json.loads((folder / "chat_template.json").read_text())["chat_template"]
+    assert "<image>" in render_query_prompt(processor, QUESTION)
+
+
 def test_an_image_only_onevision_processor_keeps_its_token_settings_through_save(tmp_path):
     """Without torchvision LLaVA-OneVision's processor is built image-only; its num_image_tokens and feature
     strategy (processor_config.json) decide the image-token count and must survive save -> reload, as the
