@@ -92,25 +92,46 @@ def print_rp_table(results: dict, console=None) -> None:
 
 
 def plot_rp(results: dict, out_png: Path) -> Path:
-    """Bar chart of the relative score per variant (error bars: spread over judge runs), by group."""
+    """Bar chart of the relative score per variant (error bars: spread over judge runs), by group; with
+    `vittle eval --emid`, a second panel of EMID per shifted variant (error bars: its bootstrap 95% CI)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     rows = rp_rows(results)
+    emid = results.get("emid")
     means = [(b["relative_score"] or 0.0) * 100 for _, _, b in rows]
     errs = [(b["relative_score_std"] or 0.0) * 100 for _, _, b in rows]
-    fig, ax = plt.subplots(figsize=(max(6.0, 0.38 * len(rows) + 2), 4.2))
+    width = max(6.0, 0.38 * len(rows) + 2)
+    if emid:
+        fig, (ax, ax_emid) = plt.subplots(2, 1, sharex=True, figsize=(width, 6.6), height_ratios=(3, 2))
+    else:
+        fig, ax = plt.subplots(figsize=(width, 4.2))
     xs = range(len(rows))
-    ax.bar(xs, means, yerr=errs, color=[GROUP_COLOURS[g] for _, g, _ in rows], capsize=2)
+    colours = [GROUP_COLOURS[g] for _, g, _ in rows]
+    ax.bar(xs, means, yerr=errs, color=colours, capsize=2)
     clean = next((m for (_, g, _), m in zip(rows, means, strict=True) if g == "clean"), None)
     if clean is not None:
         ax.axhline(clean, color="black", linewidth=0.8, linestyle="--")
     ax.set_ylabel("relative score (model / reference, %)")
-    ax.set_xticks(list(xs), [n for n, _, _ in rows], rotation=70, ha="right", fontsize=7)
+    if emid:
+        _plot_emid(ax_emid, emid, rows, colours)
+    bottom = ax_emid if emid else ax
+    bottom.set_xticks(list(xs), [n for n, _, _ in rows], rotation=70, ha="right", fontsize=7)
     handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in GROUP_COLOURS.values()]
     fig.legend(handles, list(GROUP_COLOURS), ncol=4, fontsize=8, loc="upper right")
     fig.suptitle(f"{results['suite']['name']}: {results['model']}", fontsize=9, x=0.02, ha="left")
     fig.tight_layout()
     return save_figure(fig, out_png)
+
+
+def _plot_emid(ax, emid: dict, rows: list[tuple[str, str, dict]], colours: list[str]) -> None:
+    """EMID bars at the variants that have one (the reference variant has none), CI as error bars."""
+    at = [(x, emid["variants"][name]) for x, (name, _, _) in enumerate(rows) if name in emid["variants"]]
+    values = [e["emid"] for _, e in at]
+    below = [e["emid"] - e["ci95"][0] for _, e in at]
+    above = [e["ci95"][1] - e["emid"] for _, e in at]
+    ax.bar([x for x, _ in at], values, yerr=[below, above], color=[colours[x] for x, _ in at], capsize=2)
+    ax.axhline(0.0, color="black", linewidth=0.8)
+    ax.set_ylabel(f"EMID vs {emid['against']} (nats)\nlower = more robust", fontsize=8)
