@@ -325,6 +325,20 @@ def test_llava_next_tokenizer_has_its_own_tokens_and_the_tokenizer_template_does
     assert "<image>" in render_query_prompt(processor, QUESTION)
 
 
+def test_qwen2_5_vl_tokenizer_has_its_own_added_tokens(tmp_path):
+    """Qwen2.5-VL's tokenizer_config.json adds 8 tokens (not special) after Qwen2-VL's 14; the vision ids stay."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(fixture_builder.lay_out_files("qwen2_5_vl", tmp_path / "tok"))
+    assert len(tokenizer) == 151665
+    assert tokenizer.convert_tokens_to_ids(["<|image_pad|>", "<tool_call>", "<|file_sep|>"]) == [
+        151655,
+        151657,
+        151664,
+    ]
+    assert tokenizer.decode([151657], skip_special_tokens=True) == "<tool_call>"  # not a special token
+
+
 def test_an_image_only_onevision_processor_keeps_its_token_settings_through_save(tmp_path):
     """Without torchvision LLaVA-OneVision's processor is built image-only; its num_image_tokens and feature
     strategy (processor_config.json) decide the image-token count and must survive save -> reload, as the

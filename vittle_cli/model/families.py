@@ -46,14 +46,14 @@ FAMILIES: tuple[Family, ...] = (
     Family(
         "LLaVA-NeXT",
         ("llava_next",),
-        "llava-hf/llava-v1.6-vicuna-7b-hf (its chat template, tokenizer_config, special tokens and generation "
-        "config as published; config and anyres processor settings reconstructed; LLaVA-1.5's tokenizer.json); "
-        "and llava-hf/llama3-llava-next-8b-hf "
-        "(LLaMA-3-8B): its published chat template, special tokens and generation config, Meta's Llama 3 "
-        "tokenizer.model, config / processor settings / tokenizer_config reconstructed",
+        "llava-hf/llava-v1.6-vicuna-7b-hf (config, processor settings, chat template, tokenizer_config, "
+        "special tokens and generation config as published; tokenizer.json derived from LLaVA-1.5's, less its "
+        "<pad>); and llava-hf/llama3-llava-next-8b-hf (LLaMA-3-8B): its published chat template, processor_config, "
+        "special tokens and generation config, Meta's Llama 3 tokenizer.model, config / image processor / "
+        "tokenizer_config reconstructed from the published values",
         gaps=(
-            "neither checkpoint's own config.json, preprocessor_config.json or tokenizer.json was in the tests' "
-            "sources (the Mistral and 34B variants' tokenizers and templates are untested)",
+            "neither checkpoint's own tokenizer.json was in the tests' sources (the Mistral and 34B variants' "
+            "tokenizers and templates are untested)",
             "the vicuna checkpoint uses LLaVA-1.5's template: no system prompt (EOS is added as for LLaVA-1.5)",
             "llama3-llava-next's template has no system prompt and no {% generation %} markers; its answers "
             "start after a blank line ('assistant<|end_header_id|>\\n\\n\\nYes<|eot_id|>')",
@@ -69,11 +69,8 @@ FAMILIES: tuple[Family, ...] = (
     Family(
         "Qwen2.5-VL",
         ("qwen2_5_vl",),
-        "Qwen/Qwen2.5-VL-3B-Instruct (config) + the Qwen2-VL tokenizer, processor settings and template",
-        gaps=(
-            _NO_TORCHVISION,
-            "its own tokenizer_config.json and preprocessor_config.json were not in the tests' sources",
-        ),
+        "Qwen/Qwen2.5-VL-7B-Instruct (every file as published; tokenizer from vocab.json + merges.txt)",
+        gaps=(_NO_TORCHVISION,),
         takes_video=True,
     ),
 )
