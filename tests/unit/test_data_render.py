@@ -159,15 +159,19 @@ def test_labels_follow_any_template_that_extends_its_generation_prompt(processor
     ]
 
 
-def test_template_whose_prompt_is_not_a_prefix_is_response_not_located(processor):
+def test_template_whose_prompt_names_the_answer_otherwise_trains_after_the_prompt(processor, caplog):
+    """Asked with 'ANSWER:' but rendering answers after 'ASSISTANT:': the answers are trained after what
+    inference asks with, and the mismatch is logged."""
     other = copy.deepcopy(processor)
     other.chat_template = processor.chat_template.replace(
         "'ASSISTANT:' }}{% endif %}", "'ANSWER:' }}{% endif %}"
     )
     assert other.chat_template != processor.chat_template
-    with pytest.raises(SampleProblem) as info:
-        render_conversation(other, MULTI_TURN, [_img()], max_length=512)
-    assert info.value.kind == "response_not_located"
+    with caplog.at_level("WARNING", logger="vittle_cli.data.render"):
+        sample = render_conversation(other, MULTI_TURN, [_img()], max_length=512).tensors
+    text = processor.tokenizer.decode(sample["input_ids"])
+    assert "ASSISTANT:" not in text and text.count("ANSWER:") == 3
+    assert "opens an answer with 'ASSISTANT: ' but asks for one with 'ANSWER:'" in caplog.text
 
 
 IM_CHATML = (
@@ -194,7 +198,7 @@ def test_one_render_and_a_search_find_the_same_responses_as_rendering_every_pref
     ]  # fmt: skip
     for messages in (MULTI_TURN, tricky, MULTI_TURN * 5):
         full = template_text(proc, messages)
-        assert _searched_spans(messages, full, wrapper) == _exact_spans(proc, messages, full)
+        assert _searched_spans(messages, full, wrapper) == _exact_spans(proc, messages, full)[1]
 
 
 def test_a_template_the_probe_cannot_verify_falls_back_to_the_exact_method(processor):
@@ -206,6 +210,39 @@ def test_a_template_the_probe_cannot_verify_falls_back_to_the_exact_method(proce
     assert _response_wrapper(odd) is None
     sample = render_conversation(odd, MULTI_TURN[:2], [_img()], 512).tensors
     assert processor.tokenizer.decode(sample["input_ids"][sample["labels"] != IGNORE_INDEX]).startswith("YES")
+
+
+def test_an_answer_the_template_opens_differently_is_trained_after_the_generation_prompt(processor):
+    """llava-hf's llava-onevision-qwen2-0.5b-ov-hf template renders an answer as "assistant \n" + text but asks
+    for one with "assistant\n": the answer must be trained after what inference asks with, labels on the
+    answer and the turn's end only, in every turn."""
+    from vittle_cli.data.render import _response_wrapper
+
+    reopened = copy.deepcopy(processor)
+    reopened.chat_template = IM_CHATML.replace("message['role'] + '\n'", "message['role'] + ' '").replace(
+        "{{ c['text'] }}", "{{ '\n' + c['text'] }}"
+    )
+    asked = reopened.apply_chat_template(MULTI_TURN[:1], tokenize=False, add_generation_prompt=True)
+    assert asked.endswith("<|im_start|>assistant\n")
+    assert "assistant \nYes" in reopened.apply_chat_template(MULTI_TURN[:2], tokenize=False)
+    assert _response_wrapper(reopened) is None  # no fixed wrapper: the exact method rewrites the opener
+    sample = render_conversation(reopened, MULTI_TURN, [_img()], 1024).tensors
+    tok = processor.tokenizer
+    text = tok.decode(sample["input_ids"])
+    assert "assistant \n" not in text and text.count("<|im_start|>assistant\n") == 3
+    runs = _label_runs(sample)
+    answers = [m["content"][0]["text"] for m in MULTI_TURN if m["role"] == "assistant"]
+    assert [tok.decode(sample["input_ids"][r]) for r in runs] == [f"{a}<|im_end|>\n" for a in answers]
+    first = runs[0][0]
+    assert tok.decode(sample["input_ids"][:first]).endswith("<|im_end|>\n<|im_start|>assistant\n")
+
+
+def test_a_generation_prompt_that_differs_before_the_answer_turn_is_still_refused(processor):
+    odd = copy.deepcopy(processor)
+    # text only the generation prompt writes, at the very start: not an opener of the answer, nothing rewritten
+    odd.chat_template = "{% if add_generation_prompt %}{{ 'Asked: ' }}{% endif %}" + IM_CHATML
+    with pytest.raises(SampleProblem, match="generation prompt is not a prefix"):
+        render_conversation(odd, MULTI_TURN[:2], [_img()], 512)
 
 
 def test_open_responses_are_closed_with_eos_and_closed_ones_kept():

@@ -12,7 +12,9 @@ a `response_not_located` problem, never silent loss-0 training.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
+from os.path import commonprefix
 
 import torch
 
@@ -22,6 +24,8 @@ from vittle_cli.data.report import SampleProblem
 # outputs (pixel_values, image_sizes, image_grid_thw, ...) describe images and are concatenated.
 SEQUENCE_KEYS = ("input_ids", "labels", "attention_mask", "token_type_ids", "mm_token_type_ids")
 IGNORE_INDEX = -100
+logger = logging.getLogger(__name__)
+_REOPENED_TEMPLATES: set = set()  # templates whose answer opener was rewritten (warned once each)
 
 
 @dataclass
@@ -44,19 +48,66 @@ def template_text(processor, messages: list[dict], add_generation_prompt: bool =
         raise SampleProblem("response_not_located", f"chat template failed: {e}") from e
 
 
-def _exact_spans(processor, messages: list[dict], full: str) -> list[tuple[int, int, int]]:
-    """Spans by rendering the conversation up to and through every assistant turn: exact for any template,
-    but quadratic in the number of turns."""
-    spans = []
+def _exact_spans(processor, messages: list[dict], full: str) -> tuple[str, list[tuple[int, int, int]]]:
+    """The text to train on and its response spans, by rendering the conversation up to and through every
+    assistant turn: exact for any template, but quadratic in the number of turns.
+
+    The text is `full`, except where the template opens an answer differently from the generation prompt
+    (llava-hf's llava-onevision-qwen2-*-ov-hf: "assistant \\n" + answer when rendering it, "assistant\\n" when
+    asking for it): there the answer follows the generation prompt's opener instead (_reopened), so training
+    sees what inference asks with. A response span then starts at its answer."""
+    spans, edits = [], []  # edits: (start, end, replacement) in full's coordinates, in order
     for a, msg in enumerate(messages):
         if msg["role"] != "assistant":
             continue
         prefix = template_text(processor, messages[:a], True)
         through = template_text(processor, messages[: a + 1], False)
-        if not (through.startswith(prefix) and full.startswith(through)) or len(through) == len(prefix):
+        if not full.startswith(through) or len(through) <= len(prefix):
             raise SampleProblem("response_not_located", f"turn {a}: generation prompt is not a prefix")
-        spans.append((a, len(prefix), len(through)))
-    return spans
+        if through.startswith(prefix):
+            spans.append((a, len(prefix), len(through)))
+            continue
+        cut, answer_at = _reopened(processor, messages, a, prefix, through)
+        edits.append((cut, answer_at, prefix[cut:]))
+        spans.append((a, answer_at, len(through)))
+    if not edits:
+        return full, spans
+
+    def moved(pos: int) -> int:
+        return pos + sum(len(new) - (end - start) for start, end, new in edits if end <= pos)
+
+    text, cursor = [], 0
+    for start, end, new in edits:
+        text += [full[cursor:start], new]
+        cursor = end
+    text.append(full[cursor:])
+    return "".join(text), [(a, moved(lo), moved(hi)) for a, lo, hi in spans]
+
+
+def _reopened(processor, messages: list[dict], a: int, prefix: str, through: str) -> tuple[int, int]:
+    """Where the template's own opener of answer `a` starts and ends in `through`, when the generation prompt
+    `prefix` opens the turn differently; only inside the assistant turn (after the conversation before it)
+    and only when the answer's text follows.
+
+    Raises:
+        SampleProblem: response_not_located, when the two renderings differ anywhere else.
+    """
+    before = template_text(processor, messages[:a], False)
+    cut = len(commonprefix([prefix, through]))
+    answer = _answer_text(messages[a])
+    at = through.find(answer, cut) if answer else -1
+    if cut < len(before) or at < 0 or not through.startswith(before):
+        raise SampleProblem("response_not_located", f"turn {a}: generation prompt is not a prefix")
+    template = getattr(processor, "chat_template", None)
+    if template not in _REOPENED_TEMPLATES:
+        _REOPENED_TEMPLATES.add(template)
+        logger.warning(
+            "the chat template opens an answer with %r but asks for one with %r: vittle trains each answer "
+            "after the generation prompt, as inference asks",
+            through[len(before) : at],
+            prefix[len(before) :],
+        )
+    return cut, at
 
 
 _PROBE_TEXT = ("Probe question one?", "Probe answer one.", "Probe question two?", "Probe answer two.")
@@ -81,7 +132,9 @@ def _response_wrapper(processor) -> tuple[str, str] | None:
         try:
             probe = _probe_messages()
             full = template_text(processor, probe)
-            exact = _exact_spans(processor, probe, full)
+            trained, exact = _exact_spans(processor, probe, full)
+            if trained != full:  # the answer's opener is rewritten: no fixed wrapper to search for
+                return None
             first = full[exact[0][1] : exact[0][2]]
             at = first.find(_PROBE_TEXT[1])
             if at >= 0:
@@ -125,7 +178,7 @@ def response_spans(processor, messages: list[dict]) -> tuple[str, list[tuple[int
     full = template_text(processor, messages, False)
     wrapper = _response_wrapper(processor)
     spans = _searched_spans(messages, full, wrapper) if wrapper is not None else None
-    return full, spans if spans is not None else _exact_spans(processor, messages, full)
+    return (full, spans) if spans is not None else _exact_spans(processor, messages, full)
 
 
 def _align(src: list[int], dst: list[int]) -> list[int] | None:

@@ -90,13 +90,15 @@ FAMILIES += (
     Family(
         "LLaVA-OneVision",
         ("llava_onevision",),
-        "llava-hf/llava-onevision-qwen2-0.5b-ov-hf (processor, template and token files as published; "
-        "config.json and tokenizer_config.json reconstructed from the published values)",
+        "llava-hf/llava-onevision-qwen2-0.5b-ov-hf (processor, token files and config as published, the current "
+        "chat template rebuilt to its published size; tokenizer_config.json reconstructed from the published values)",
         gaps=(
             "without torchvision the processor is built image-only (LlavaOnevisionImageProcessorPil, no video)",
             "anyres_max_9: a small image gets its 729 base tokens + 27 rows of 27 tile tokens and a newline "
             "each (1485 image tokens for a 64x64 image), so sequences are long",
             "the published template has no system prompt; answers end with <|im_end|> (labelled)",
+            "the current template renders an answer after 'assistant \\n' but asks with 'assistant\\n': vittle "
+            "trains answers after the generation prompt (data/render.py), as inference asks",
         ),
     ),
 )
