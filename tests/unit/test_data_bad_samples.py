@@ -111,7 +111,8 @@ def test_error_mode_names_lazy_problems_when_the_sample_is_read(kind, root, proc
 
 def test_response_not_located_is_a_counted_problem(root, processor):
     other = copy.deepcopy(processor)
-    other.chat_template = processor.chat_template.replace("'ASSISTANT:' }}{% endif %}", "'A:' }}{% endif %}")
+    # the generation prompt differs before the answer's turn (not just its opener): answers cannot be located
+    other.chat_template = "{% if add_generation_prompt %}{{ 'Asked: ' }}{% endif %}" + processor.chat_template
     dataset, report = _build(root, [GOOD, {**GOOD, "id": "good-2"}], other)
     with pytest.raises(DataError, match="every sample is bad"):
         dataset[0]
