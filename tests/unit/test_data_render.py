@@ -237,6 +237,22 @@ def test_an_answer_the_template_opens_differently_is_trained_after_the_generatio
     assert tok.decode(sample["input_ids"][:first]).endswith("<|im_end|>\n<|im_start|>assistant\n")
 
 
+def test_a_generation_prompt_longer_than_a_short_answer_turn_is_mended_too(processor):
+    """Thinking-style prompts ("assistant\n<think>\n\n</think>\n\n") can be longer than a rendered answer turn."""
+    thinking = copy.deepcopy(processor)
+    thinking.chat_template = IM_CHATML.replace(
+        "{{ '<|im_start|>assistant\n' }}{% endif %}",
+        "{{ '<|im_start|>assistant\n<think>\n\n</think>\n\n' }}{% endif %}",
+    )
+    sample = render_conversation(thinking, MULTI_TURN[:4], [_img()], 1024).tensors
+    tok = processor.tokenizer
+    assert tok.decode(sample["input_ids"]).count("<|im_start|>assistant\n<think>\n\n</think>\n\n") == 2
+    assert [tok.decode(sample["input_ids"][r]) for r in _label_runs(sample)] == [
+        "Yes<|im_end|>\n",
+        "2<|im_end|>\n",
+    ]
+
+
 def test_a_generation_prompt_that_differs_before_the_answer_turn_is_still_refused(processor):
     odd = copy.deepcopy(processor)
     # text only the generation prompt writes, at the very start: not an opener of the answer, nothing rewritten

@@ -62,7 +62,7 @@ def _exact_spans(processor, messages: list[dict], full: str) -> tuple[str, list[
             continue
         prefix = template_text(processor, messages[:a], True)
         through = template_text(processor, messages[: a + 1], False)
-        if not full.startswith(through) or len(through) <= len(prefix):
+        if not full.startswith(through) or through == prefix:
             raise SampleProblem("response_not_located", f"turn {a}: generation prompt is not a prefix")
         if through.startswith(prefix):
             spans.append((a, len(prefix), len(through)))
