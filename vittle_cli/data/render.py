@@ -94,7 +94,7 @@ def _reopened(processor, messages: list[dict], a: int, prefix: str, through: str
     """
     before = template_text(processor, messages[:a], False)
     cut = len(commonprefix([prefix, through]))
-    answer = _answer_text(messages[a])
+    answer = _message_text(messages[a])
     at = through.find(answer, cut) if answer else -1
     if cut < len(before) or at < 0 or not through.startswith(before):
         raise SampleProblem("response_not_located", f"turn {a}: generation prompt is not a prefix")
@@ -154,7 +154,7 @@ def _searched_spans(
     before, after = wrapper
     spans, cursor = [], 0
     for a, msg in enumerate(messages):
-        text = "".join(c.get("text") or "" for c in msg["content"] if c["type"] == "text")
+        text = _message_text(msg)
         if msg["role"] == "assistant":
             at = full.find(before + text + after, cursor)
             if at < 0:
@@ -225,7 +225,7 @@ def close_responses(
     return "".join(out), closed
 
 
-def _answer_text(message: dict) -> str:
+def _message_text(message: dict) -> str:
     return "".join(c.get("text") or "" for c in message["content"] if c["type"] == "text")
 
 
@@ -234,7 +234,7 @@ def _encode(processor, messages: list[dict], images: list, videos: list = ()) ->
     Frames, given to the processor through vittle's video half of it)."""
     tok = processor.tokenizer
     full, spans = response_spans(processor, messages)
-    answers = [_answer_text(messages[a]) for a, _, _ in spans]
+    answers = [_message_text(messages[a]) for a, _, _ in spans]
     full, spans = close_responses(full, spans, answers, getattr(tok, "eos_token", None))
     # A template that writes the BOS token itself must not get a second one from the tokenizer.
     add_special = not (tok.bos_token and full.startswith(tok.bos_token))
